@@ -1,0 +1,1 @@
+"""Dagster objects: partitions, resources, the asset factory, checks, jobs and schedules."""

@@ -1,0 +1,88 @@
+"""Configuration: where the files come from, and which bucket + warehouse they go to.
+
+The target is chosen once, when the Definitions load, from `TAXI_TARGET`; every value that can
+come from the environment is a `dg.EnvVar`, so the UI shows where it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import dagster as dg
+
+from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.source import DEFAULT_BASE_URL, RetrySettings, month_url
+from taxi_pipeline.lib.store import LocalObjectStore, ObjectStore
+from taxi_pipeline.lib.warehouse import Warehouse
+
+
+class SourceResource(dg.ConfigurableResource):
+    """The release the monthly files are downloaded from: GitHub, or an http:// / file:// mirror."""
+
+    base_url: str = DEFAULT_BASE_URL
+    attempts: int = 5
+    first_retry_delay_s: float = 1.0
+    timeout_s: float = 60.0
+
+    def url(self, object_key: str) -> str:
+        return month_url(self.base_url, object_key)
+
+    def retry_settings(self) -> RetrySettings:
+        return RetrySettings(self.attempts, self.first_retry_delay_s, timeout_s=self.timeout_s)
+
+
+class TargetResource(dg.ConfigurableResource):
+    """A bucket and a warehouse that go together; the assets use only these two methods."""
+
+    # What the UI shows as the assets' kinds.
+    store_kind: ClassVar[str]
+    warehouse_kind: ClassVar[str]
+
+    def store(self) -> ObjectStore:
+        raise NotImplementedError
+
+    def warehouse(self) -> Warehouse:
+        raise NotImplementedError
+
+
+class LocalTarget(TargetResource):
+    """The embedded default: `$TAXI_HOME/bucket` as the bucket, `$TAXI_HOME/warehouse.duckdb`."""
+
+    store_kind: ClassVar[str] = "file"
+    warehouse_kind: ClassVar[str] = "duckdb"
+
+    home: str = ".taxi"
+    dataset: str = "zoomcamp"
+    memory_limit: str = "1GB"
+    threads: int = 2
+
+    def store(self) -> ObjectStore:
+        return LocalObjectStore(Path(self.home) / "bucket")
+
+    def warehouse(self) -> Warehouse:
+        return DuckDBWarehouse(
+            Path(self.home) / "warehouse.duckdb", self.dataset,
+            memory_limit=self.memory_limit, threads=self.threads,
+        )
+
+
+def _env(name: str, default: str) -> str:
+    """`dg.EnvVar(name)` where the variable is set (resolved at run time), else the default."""
+    return dg.EnvVar(name) if dg.EnvVar(name).get_value() is not None else default
+
+
+def build_resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources for the target `TAXI_TARGET` names (default `local`)."""
+    target_name = dg.EnvVar("TAXI_TARGET").get_value("local")
+    if target_name != "local":
+        raise ValueError(f"TAXI_TARGET={target_name!r} is not a known target; use 'local'")
+    return {
+        "source": SourceResource(base_url=_env("TAXI_SOURCE_URL", DEFAULT_BASE_URL)),
+        "target": LocalTarget(home=_env("TAXI_HOME", ".taxi"), dataset=_env("TAXI_DATASET", "zoomcamp")),
+    }
+
+
+def schedule_cron_override() -> str | None:
+    """`TAXI_SCHEDULE_CRON`, e.g. `* * * * *`, replaces the monthly cron (for tests and demos)."""
+    return dg.EnvVar("TAXI_SCHEDULE_CRON").get_value()

@@ -1,0 +1,1 @@
+"""Plain Python with no Dagster imports: colour specs, the source, the object stores, the warehouses."""

@@ -1,0 +1,149 @@
+"""Streaming validation of a gzipped CSV: intact gzip, the exact header, the count of data rows.
+
+It sees the file one chunk at a time, so memory stays flat however large the month is.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+_BOM = "\ufeff"
+_HTML_MARKERS = (b"<!doctype html", b"<html", b"<?xml", b"<head")
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+class InvalidFileError(ValueError):
+    """The file's content is not what the colour's source publishes; the message says where."""
+
+    def __init__(self, file_name: str, problem: str, line: int | None = None):
+        where = f"{file_name}, line {line}" if line is not None else file_name
+        super().__init__(f"{where}: {problem}")
+        self.file_name = file_name
+        self.line = line
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class CsvStats:
+    data_rows: int
+    uncompressed_bytes: int
+
+
+def describe_header_mismatch(expected: tuple[str, ...], found: list[str]) -> str:
+    """Says how a header differs from the expected one, in the terms a data engineer fixes it in."""
+    missing = [c for c in expected if c not in found]
+    extra = [c for c in found if c not in expected]
+    if missing or extra:
+        parts = [f"missing column(s) {missing}" if missing else "", f"unexpected column(s) {extra}" if extra else ""]
+        detail = "; ".join(p for p in parts if p)
+    else:
+        detail = "columns are in a different order"
+    return f"header does not match: {detail}; expected {','.join(expected)!r}, found {','.join(found)!r}"
+
+
+class CsvGzipValidator:
+    """Feed it the compressed bytes in order, then call `finish()` for the stats.
+
+    Rows are counted as DuckDB and BigQuery count them: non-blank lines after the header (real
+    files end in CRLF, and a trailing blank line is not a row).
+    """
+
+    def __init__(self, file_name: str, header: tuple[str, ...]):
+        self._file_name = file_name
+        self._header = header
+        self._inflater = zlib.decompressobj(wbits=31)
+        self._compressed_seen = 0
+        self._head = b""  # bytes until the header line is complete
+        self._header_done = False
+        self._newlines = 0
+        self._blank_lines = 0
+        self._tail = b""  # last 2 bytes seen, to find blank lines across chunk boundaries
+        self._open_line_has_data = False  # the text after the last newline is not blank
+        self._uncompressed = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if self._compressed_seen == 0:
+            self._check_magic(chunk)
+        self._compressed_seen += len(chunk)
+        while chunk:
+            try:
+                data = self._inflater.decompress(chunk)
+            except zlib.error as exc:
+                raise self._error(f"corrupt gzip data ({exc})") from exc
+            self._consume(data)
+            # A gzip file may hold several members; each one needs a fresh inflater.
+            chunk = self._inflater.unused_data if self._inflater.eof else b""
+            if chunk:
+                self._inflater = zlib.decompressobj(wbits=31)
+
+    def finish(self) -> CsvStats:
+        if self._compressed_seen == 0:
+            raise InvalidFileError(self._file_name, "the file is empty (0 bytes), expected a gzipped CSV")
+        if not self._inflater.eof:
+            raise self._error("gzip stream is truncated: it ends before the end-of-file marker")
+        if not self._header_done:
+            self._check_header(self._head)
+        rows = self._newlines - self._blank_lines - 1 + int(self._open_line_has_data)
+        return CsvStats(data_rows=max(rows, 0), uncompressed_bytes=self._uncompressed)
+
+    def _check_magic(self, chunk: bytes) -> None:
+        if chunk[:2] == b"\x1f\x8b":
+            return
+        start = chunk[:512].lstrip().lower()
+        if start.startswith(_HTML_MARKERS):
+            problem = "got an HTML page instead of a gzipped CSV (an error page or a login redirect?)"
+        elif start.startswith(b"vendorid"):
+            problem = "got a plain CSV, expected a gzipped CSV (.csv.gz)"
+        else:
+            problem = f"not a gzip file: it starts with {chunk[:16]!r}"
+        raise InvalidFileError(self._file_name, problem)
+
+    def _consume(self, data: bytes) -> None:
+        if not data:
+            return
+        self._uncompressed += len(data)
+        if not self._header_done:
+            self._head += data
+            if b"\n" not in self._head:
+                if len(self._head) > _MAX_HEADER_BYTES:
+                    raise InvalidFileError(self._file_name, "no header line in the first 64 KiB", line=1)
+                return
+            self._check_header(self._head[: self._head.index(b"\n")])
+            self._header_done = True
+            data, self._head = self._head, b""
+        self._newlines += data.count(b"\n")
+        self._blank_lines += _count_blank_lines(self._tail + data, len(self._tail))
+        self._tail = (self._tail + data)[-2:]
+        last_newline = data.rfind(b"\n")
+        open_line = data[last_newline + 1 :].strip(b"\r")
+        self._open_line_has_data = bool(open_line) or (last_newline == -1 and self._open_line_has_data)
+
+    def _check_header(self, line: bytes) -> None:
+        text = line.decode("utf-8", errors="replace").rstrip("\r\n").removeprefix(_BOM)
+        found = text.split(",")
+        if tuple(found) != self._header:
+            raise InvalidFileError(self._file_name, describe_header_mismatch(self._header, found), line=1)
+
+    def _error(self, problem: str) -> InvalidFileError:
+        return InvalidFileError(
+            self._file_name,
+            f"{problem}; read {self._compressed_seen:,} compressed bytes, "
+            f"{self._uncompressed:,} uncompressed, {self._newlines:,} complete lines",
+        )
+
+
+def _count_blank_lines(data: bytes, carried: int) -> int:
+    """Blank lines that start in `data`: a `\\n` followed by `\\n` or `\\r\\n`.
+
+    The first `carried` bytes were already searched with the previous chunk, so a match that lies
+    wholly inside them is not counted again. Blank lines are rare, so the loop runs rarely.
+    """
+    count = 0
+    for pattern in (b"\n\n", b"\n\r\n"):
+        at = data.find(pattern)
+        while at != -1:
+            if at + len(pattern) > carried:
+                count += 1
+            at = data.find(pattern, at + 1)
+    return count

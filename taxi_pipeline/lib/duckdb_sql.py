@@ -1,0 +1,115 @@
+"""Every DuckDB statement of the pipeline. Identifiers are validated and quoted; values are bound.
+
+The row id, shared with BigQuery (`rowid.py` is the reference): the hex MD5 of the file name, the
+raw text of every field (empty for NULL) and the row's occurrence number among identical rows of
+the file, joined by the unit separator (0x1F), which never appears in the CSVs.
+"""
+
+from __future__ import annotations
+
+from taxi_pipeline.lib.colours import Colour, LogicalType
+from taxi_pipeline.lib.identifiers import validate_identifier
+
+TYPES = {
+    LogicalType.STRING: "VARCHAR",
+    LogicalType.TIMESTAMP: "TIMESTAMP",
+    LogicalType.INTEGER: "BIGINT",
+    # BigQuery's NUMERIC is DECIMAL(38, 9): same precision, so both targets hold the same values.
+    LogicalType.NUMERIC: "DECIMAL(38, 9)",
+}
+
+
+def q(name: str) -> str:
+    """A validated, quoted identifier."""
+    return '"' + validate_identifier("identifier", name) + '"'
+
+
+def table(dataset: str, name: str) -> str:
+    return f"{q(dataset)}.{q(name)}"
+
+
+def create_schema(dataset: str) -> str:
+    return f"CREATE SCHEMA IF NOT EXISTS {q(dataset)}"
+
+
+def create_main_table(dataset: str, colour: Colour) -> str:
+    columns = ", ".join(f"{q(c.name)} {TYPES[c.type]}" for c in colour.columns)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table(dataset, colour.main_table)} "
+        f"(unique_row_id VARCHAR NOT NULL, filename VARCHAR NOT NULL, {columns})"
+    )
+
+
+def read_raw_csv(colour: Colour) -> str:
+    """The file as text: every field VARCHAR, strict about field counts. Binds $path."""
+    columns = ", ".join(f"'{validate_identifier('column', c.name)}': 'VARCHAR'" for c in colour.columns)
+    return (
+        "read_csv($path, header = true, auto_detect = false, delim = ',', quote = '\"', "
+        f"escape = '\"', strict_mode = true, null_padding = false, columns = {{{columns}}})"
+    )
+
+
+def create_staging_table(dataset: str, colour: Colour, staging: str) -> str:
+    """Staging = typed columns + ids. Binds $path and $filename. Replacing it makes re-runs safe."""
+    raw_text = ", ".join(f"coalesce({q(c.name)}, '')" for c in colour.columns)
+    typed = ", ".join(f"CAST({q(c.name)} AS {TYPES[c.type]}) AS {q(c.name)}" for c in colour.columns)
+    return (
+        f"CREATE OR REPLACE TABLE {table(dataset, staging)} AS "
+        f"WITH raw AS (SELECT *, concat_ws(chr(31), {raw_text}) AS _raw FROM {read_raw_csv(colour)}) "
+        "SELECT md5(concat_ws(chr(31), $filename, _raw, "
+        "row_number() OVER (PARTITION BY _raw))) AS unique_row_id, "
+        f"$filename AS filename, {typed} FROM raw"
+    )
+
+
+def count_rows(dataset: str, name: str) -> str:
+    return f"SELECT count(*) FROM {table(dataset, name)}"
+
+
+def first_bad_value(colour: Colour) -> str:
+    """For an error message: per typed column, the first line whose text does not cast. Binds $path.
+
+    Run with one thread, so row_number() follows the file's order; line 1 is the header.
+    """
+    checks = ", ".join(
+        f"min(line) FILTER (WHERE {q(c.name)} IS NOT NULL "
+        f"AND TRY_CAST({q(c.name)} AS {TYPES[c.type]}) IS NULL) AS {q(c.name)}"
+        for c in colour.columns
+        if c.type is not LogicalType.STRING
+    )
+    return f"SELECT {checks} FROM (SELECT row_number() OVER () + 1 AS line, * FROM {read_raw_csv(colour)})"
+
+
+def field_at_line(colour: Colour, column: str) -> str:
+    """The raw text of `column` at line $line. Binds $path and $line."""
+    return (
+        f"SELECT {q(column)} FROM (SELECT row_number() OVER () + 1 AS line, * "
+        f"FROM {read_raw_csv(colour)}) WHERE line = $line"
+    )
+
+
+def delete_vanished_rows(dataset: str, colour: Colour, staging: str) -> str:
+    """Rows of this file that are no longer in it. Binds $filename; touches only that file's rows."""
+    main = table(dataset, colour.main_table)
+    return (
+        f"DELETE FROM {main} WHERE filename = $filename AND NOT EXISTS "
+        f"(SELECT 1 FROM {table(dataset, staging)} s WHERE s.unique_row_id = {main}.unique_row_id)"
+    )
+
+
+def insert_new_rows(dataset: str, colour: Colour, staging: str) -> str:
+    """Staging rows whose id the main table lacks. Binds $filename (ids embed the file name)."""
+    main = table(dataset, colour.main_table)
+    return (
+        f"INSERT INTO {main} BY NAME SELECT s.* FROM {table(dataset, staging)} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {main} m "
+        "WHERE m.filename = $filename AND m.unique_row_id = s.unique_row_id)"
+    )
+
+
+def month_stats(dataset: str, colour: Colour) -> str:
+    """Rows and distinct ids of one file in the main table. Binds $filename."""
+    return (
+        "SELECT count(*), count(DISTINCT unique_row_id) "
+        f"FROM {table(dataset, colour.main_table)} WHERE filename = $filename"
+    )

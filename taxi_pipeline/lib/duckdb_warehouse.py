@@ -1,0 +1,144 @@
+"""The embedded warehouse: one DuckDB file, `$TAXI_HOME/warehouse.duckdb`."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import random
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from taxi_pipeline.lib import duckdb_sql as sql
+from taxi_pipeline.lib.colours import Colour, LogicalType
+from taxi_pipeline.lib.csvgz import InvalidFileError
+from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.warehouse import MergeResult, MonthStats, StageResult
+
+log = logging.getLogger(__name__)
+_CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_FIELD_COUNT = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
+
+
+class DuckDBWarehouse:
+    """Stages and merges months in one DuckDB file, one writer process at a time.
+
+    DuckDB locks the file for a single writing process; a run that finds it locked waits with
+    backoff (up to `lock_timeout_s`) rather than failing a backfill.
+    """
+
+    def __init__(
+        self, path: str | Path, dataset: str, *, memory_limit: str = "1GB", threads: int = 2,
+        lock_timeout_s: float = 900.0,
+    ):
+        self.path = Path(path)
+        self.dataset = validate_identifier("dataset", dataset)
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.lock_timeout_s = lock_timeout_s
+
+    def table_name(self, table: str) -> str:
+        return f"{self.dataset}.{validate_identifier('table', table)}"
+
+    def stage(self, colour: Colour, month: dt.date, object_uri: str) -> StageResult:
+        staging = colour.staging_table(month)
+        params = {"path": object_uri, "filename": colour.file_name(month)}
+        with self.connect() as con:
+            con.execute(sql.create_schema(self.dataset))
+            try:
+                con.execute(sql.create_staging_table(self.dataset, colour, staging), params)
+            except duckdb.ConversionException as exc:
+                raise self._locate_bad_value(con, colour, month, object_uri) from exc
+            except duckdb.InvalidInputException as exc:
+                raise _csv_error(colour.file_name(month), exc) from exc
+            [(rows,)] = con.execute(sql.count_rows(self.dataset, staging)).fetchall()
+        return StageResult(self.table_name(staging), rows)
+
+    def merge(self, colour: Colour, month: dt.date) -> MergeResult:
+        staging = colour.staging_table(month)
+        params = {"filename": colour.file_name(month)}
+        with self.connect() as con:
+            con.execute(sql.create_main_table(self.dataset, colour))
+            # One transaction: readers see the month before or after, never in between, and a
+            # killed run rolls back. Both statements touch only this file's rows (ids embed the
+            # file name), which keeps the cost flat as the table grows.
+            con.execute("BEGIN TRANSACTION")
+            [(deleted,)] = con.execute(sql.delete_vanished_rows(self.dataset, colour, staging), params).fetchall()
+            [(inserted,)] = con.execute(sql.insert_new_rows(self.dataset, colour, staging), params).fetchall()
+            con.execute("COMMIT")
+            [(month_rows, _)] = con.execute(sql.month_stats(self.dataset, colour), params).fetchall()
+            [(table_rows,)] = con.execute(sql.count_rows(self.dataset, colour.main_table)).fetchall()
+        return MergeResult(self.table_name(colour.main_table), inserted, deleted, month_rows, table_rows)
+
+    def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
+        with self.connect() as con:
+            con.execute(sql.create_main_table(self.dataset, colour))
+            [(rows, distinct)] = con.execute(
+                sql.month_stats(self.dataset, colour), {"filename": colour.file_name(month)}
+            ).fetchall()
+        return MonthStats(rows, distinct)
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._connect_waiting_for_lock(read_only)
+        try:
+            con.execute(f"SET memory_limit = '{_checked_size(self.memory_limit)}'")
+            con.execute(f"SET threads = {int(self.threads)}")
+            # Lets big months spill to disk instead of growing the process; order is not needed.
+            con.execute("SET preserve_insertion_order = false")
+            yield con
+        finally:
+            con.close()
+
+    def _connect_waiting_for_lock(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.1
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                log.info("warehouse %s is locked by another run; waiting %.1f s", self.path, delay)
+                time.sleep(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, 5.0)
+
+    def _locate_bad_value(
+        self, con: duckdb.DuckDBPyConnection, colour: Colour, month: dt.date, object_uri: str,
+    ) -> InvalidFileError:
+        """Finds the first line and column whose text does not cast, for a message a user can act on."""
+        con.execute("SET threads = 1")
+        con.execute("SET preserve_insertion_order = true")
+        typed = [c for c in colour.columns if c.type is not LogicalType.STRING]
+        first_lines = con.execute(sql.first_bad_value(colour), {"path": object_uri}).fetchone()
+        bad = sorted((line, i) for i, line in enumerate(first_lines) if line is not None)
+        file_name = colour.file_name(month)
+        if not bad:
+            return InvalidFileError(file_name, "a value could not be converted to its column's type")
+        line, index = bad[0]
+        column = typed[index]
+        params = {"path": object_uri, "line": line}
+        [(value,)] = con.execute(sql.field_at_line(colour, column.name), params).fetchall()
+        return InvalidFileError(file_name, f"column {column.name}: {value!r} is not a valid {column.type.value}", line=line)
+
+
+def _csv_error(file_name: str, exc: duckdb.Error) -> InvalidFileError:
+    text = str(exc)
+    line = _CSV_ERROR_LINE.search(text)
+    counts = _FIELD_COUNT.search(text)
+    if counts:
+        problem = f"expected {counts[1]} fields, found {counts[2]}"
+    else:
+        problem = text.splitlines()[0]
+    return InvalidFileError(file_name, problem, line=int(line[1]) if line else None)
+
+
+def _checked_size(value: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", value):
+        raise ValueError(f"invalid memory limit {value!r}, expected e.g. '1GB'")
+    return value

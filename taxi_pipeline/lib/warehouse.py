@@ -1,0 +1,44 @@
+"""The warehouse interface the assets use; DuckDB (`duckdb_warehouse`) and BigQuery implement it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+from taxi_pipeline.lib.colours import Colour
+
+
+@dataclass(frozen=True)
+class StageResult:
+    table: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    table: str
+    inserted: int
+    deleted: int
+    month_rows: int  # rows of this file in the main table after the merge
+    table_rows: int  # rows of every file in the main table
+
+
+@dataclass(frozen=True)
+class MonthStats:
+    rows: int
+    distinct_ids: int
+
+
+class Warehouse(Protocol):
+    def stage(self, colour: Colour, month: dt.date, object_uri: str) -> StageResult:
+        """(Re)creates the month's staging table from the raw object, adding the row ids."""
+
+    def merge(self, colour: Colour, month: dt.date) -> MergeResult:
+        """Makes the main table's rows of the month equal the staging table's, atomically."""
+
+    def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
+        """Counts the month's rows and distinct row ids in the main table."""
+
+    def table_name(self, table: str) -> str:
+        """The fully qualified name a user queries, e.g. `zoomcamp.green_tripdata`."""
