@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, month_of_key
+from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS
 from taxi_pipeline.defs.resources import SourceResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.lib.colours import Colour
@@ -32,10 +32,11 @@ def build_colour_schedule(
         "ended; skips while the source has not published it.",
     )
     def monthly(context: dg.ScheduleEvaluationContext, source: SourceResource):
-        partition_key = MONTHLY_PARTITIONS.get_last_partition_key(
-            current_time=context.scheduled_execution_time
-        )
-        month = month_of_key(partition_key)
+        ended = MONTHLY_PARTITIONS.get_prev_partition_window(context.scheduled_execution_time)
+        if ended is None:
+            return dg.SkipReason("no complete month yet: the partitions start in 2019-01")
+        month = ended.start.date()
+        partition_key = MONTHLY_PARTITIONS.get_partition_key_for_timestamp(ended.start.timestamp())
         url = source.url(colour.object_key(month))
         if not is_published(url, source.timeout_s):
             return dg.SkipReason(f"{colour.file_name(month)} is not published at the source yet ({url})")

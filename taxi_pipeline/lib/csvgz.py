@@ -54,6 +54,8 @@ class CsvGzipValidator:
         self._header = header
         self._inflater = zlib.decompressobj(wbits=31)
         self._compressed_seen = 0
+        self._prefix = b""
+        self._magic_checked = False
         self._head = b""  # bytes until the header line is complete
         self._header_done = False
         self._newlines = 0
@@ -63,8 +65,14 @@ class CsvGzipValidator:
         self._uncompressed = 0
 
     def feed(self, chunk: bytes) -> None:
-        if self._compressed_seen == 0:
-            self._check_magic(chunk)
+        if not self._magic_checked:
+            # The first bytes say whether this is gzip at all; wait until there are enough of them.
+            self._prefix += chunk
+            if len(self._prefix) < 2:
+                return
+            self._check_magic(self._prefix)
+            self._magic_checked = True
+            chunk, self._prefix = self._prefix, b""
         self._compressed_seen += len(chunk)
         while chunk:
             try:
@@ -78,8 +86,10 @@ class CsvGzipValidator:
                 self._inflater = zlib.decompressobj(wbits=31)
 
     def finish(self) -> CsvStats:
-        if self._compressed_seen == 0:
-            raise InvalidFileError(self._file_name, "the file is empty (0 bytes), expected a gzipped CSV")
+        if not self._magic_checked:
+            if not self._prefix:
+                raise InvalidFileError(self._file_name, "the file is empty (0 bytes), expected a gzipped CSV")
+            self._check_magic(self._prefix)
         if not self._inflater.eof:
             raise self._error("gzip stream is truncated: it ends before the end-of-file marker")
         if not self._header_done:

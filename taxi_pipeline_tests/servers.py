@@ -1,0 +1,57 @@
+"""A loopback HTTP server over a folder, with switchable faults, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+# A fault takes the request handler and the file's bytes and answers instead of the server;
+# returning False lets the normal answer through.
+Fault = Callable[[http.server.BaseHTTPRequestHandler, Path], bool]
+
+
+class MirrorServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.faults: list[Fault] = []  # consumed in order, one per request
+        self.requests: list[str] = []
+        super().__init__(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    server: MirrorServer
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        self.server.requests.append(self.path)
+        if self.server.faults:
+            fault = self.server.faults.pop(0)
+            if fault(self, Path(self.translate_path(self.path))):
+                return
+        super().do_GET()
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path) -> Iterator[MirrorServer]:
+    """Serves `root` on 127.0.0.1 (a free port) until the block ends."""
+    server = MirrorServer(root)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

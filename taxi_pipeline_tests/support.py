@@ -1,0 +1,81 @@
+"""Helpers shared by the tests: load a month through the real assets, read files and tables."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from taxi_pipeline.defs.assets import build_colour_assets
+from taxi_pipeline.defs.checks import build_main_table_check
+from taxi_pipeline.defs.resources import LocalTarget, SourceResource
+from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.rowid import row_ids
+
+DATA = Path(__file__).parent / "data"
+MIRROR = DATA / "mirror"
+
+
+def make_resources(home: Path, base_url: str, **source: object) -> dict[str, object]:
+    """The embedded target in `home`, with fast retries so fault tests stay quick."""
+    settings = {"attempts": 3, "first_retry_delay_s": 0.01, "timeout_s": 5.0, **source}
+    return {
+        "source": SourceResource(base_url=base_url, **settings),
+        "target": LocalTarget(home=str(home), dataset="zoomcamp"),
+    }
+
+
+def load_month(colour: Colour, partition_key: str, resources: dict, **kwargs) -> dg.ExecuteInProcessResult:
+    """Materializes the colour's three assets and its check for one month, in process."""
+    assets = [*build_colour_assets(colour, "file", "duckdb"), build_main_table_check(colour)]
+    return dg.materialize(assets, partition_key=partition_key, resources=resources, **kwargs)
+
+
+def read_csv_gz(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV file, as text, the way the warehouse reads it (blank lines skipped)."""
+    with gzip.open(path, "rt", newline="", encoding="utf-8-sig") as f:
+        rows = [row for row in csv.reader(f) if row]
+    return rows[0], rows[1:]
+
+
+def write_csv_gz(path: Path, header: list[str], rows: list[list[str]], newline: str = "\r\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    csv.writer(text, lineterminator=newline).writerows([header, *rows])
+    path.write_bytes(gzip.compress(text.getvalue().encode()))
+    return path
+
+
+def reference_ids(file_name: str, path: Path) -> list[str]:
+    """The ids the pipeline must give the file's rows, computed in plain Python."""
+    return list(row_ids(file_name, read_csv_gz(path)[1]))
+
+
+def copy_mirror(dest: Path) -> Path:
+    shutil.copytree(MIRROR, dest, dirs_exist_ok=True)
+    return dest
+
+
+def query(home: Path, sql: str, params: object = None) -> list[tuple]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def month_ids(home: Path, colour: Colour, file_name: str) -> list[str]:
+    return [r[0] for r in query(
+        home, f"SELECT unique_row_id FROM zoomcamp.{colour.main_table} WHERE filename = ?", [file_name]
+    )]
+
+
+def table_checksum(home: Path, colour: Colour) -> tuple[int, str | None]:
+    """Row count and an order-independent hash of every unique_row_id in the main table."""
+    [(count, digest)] = query(
+        home,
+        f"SELECT count(*), sum(hash(unique_row_id))::VARCHAR FROM zoomcamp.{colour.main_table}",
+    )
+    return count, digest

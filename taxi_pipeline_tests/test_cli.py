@@ -1,0 +1,37 @@
+"""`dagster job execute` as a user types it, against a loopback HTTP mirror and a DuckDB file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from taxi_pipeline_tests.support import query
+
+ROOT = Path(__file__).parents[1]
+
+
+def _execute(job: str, partition: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    cli = Path(sys.executable).with_name("dagster")
+    return subprocess.run(
+        [str(cli), "job", "execute", "-m", "taxi_pipeline.definitions", "-j", job,
+         "--tags", json.dumps({"dagster/partition": partition})],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_job_execute_loads_two_green_months_exactly_and_reruns_add_nothing(tmp_path, http_mirror):
+    home = tmp_path / "home"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "TAXI_HOME": str(home),
+           "TAXI_SOURCE_URL": http_mirror.url}
+    (tmp_path / "dagster").mkdir()
+    counts_sql = "SELECT filename, count(*), count(DISTINCT unique_row_id) FROM zoomcamp.green_tripdata GROUP BY 1"
+    expected = {("green_tripdata_2020-04.csv", 35_612, 35_612), ("green_tripdata_2020-10.csv", 95_120, 95_120)}
+    for _ in range(2):
+        for partition in ("2020-04-01", "2020-10-01"):
+            done = _execute("green_taxi_job", partition, env)
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            assert "RUN_SUCCESS" in done.stdout + done.stderr
+        assert set(query(home, counts_sql)) == expected

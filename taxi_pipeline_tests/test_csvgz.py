@@ -1,0 +1,58 @@
+"""The streaming validator on small in-memory files (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.csvgz import CsvGzipValidator, InvalidFileError
+
+HEADER = ",".join(GREEN.header)
+ROW = "2,2020-04-01 00:44:02,2020-04-01 00:52:23,N,1,42,41,1,1.56,7.5,0.5,0.5,0,0,,0.3,8.8,2,1,0"
+
+
+def _rows(body: str, chunk: int = 7, gz: bytes | None = None) -> int:
+    data = gz if gz is not None else gzip.compress(body.encode())
+    validator = CsvGzipValidator("f.csv.gz", GREEN.header)
+    for i in range(0, len(data), chunk):
+        validator.feed(data[i : i + chunk])
+    return validator.finish().data_rows
+
+
+@pytest.mark.parametrize(
+    ("body", "rows"),
+    [
+        (f"{HEADER}\r\n{ROW}\r\n{ROW}\r\n", 2),             # CRLF, as the release
+        (f"{HEADER}\n{ROW}\n{ROW}", 2),                     # LF, no final newline
+        (f"{HEADER}\r\n{ROW}\r\n\r\n", 1),                  # a blank line at the end
+        (f"{HEADER}\r\n{ROW}\r\n\r\n\r\n\n{ROW}\r\n", 2),   # blank lines in between
+        (f"\ufeff{HEADER}\r\n{ROW}\r\n", 1),                # a UTF-8 BOM
+        (f"{HEADER}\r\n", 0),
+        (HEADER, 0),
+    ],
+)
+def test_rows_are_counted_as_the_warehouse_counts_them(body, rows):
+    for chunk in (1, 2, 3, 5, 64, 10_000):
+        assert _rows(body, chunk) == rows
+
+
+def test_several_gzip_members_are_one_file():
+    gz = gzip.compress(f"{HEADER}\r\n{ROW}\r\n".encode()) + gzip.compress(f"{ROW}\r\n{ROW}\r\n".encode())
+    assert _rows("", gz=gz) == 3
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (HEADER.replace(",ehail_fee", ""), "missing column(s) ['ehail_fee']"),
+        (HEADER + ",tip_share", "unexpected column(s) ['tip_share']"),
+        (HEADER.replace("VendorID,lpep_pickup_datetime", "lpep_pickup_datetime,VendorID"), "different order"),
+    ],
+)
+def test_a_wrong_header_says_what_differs(header, message):
+    with pytest.raises(InvalidFileError) as caught:
+        _rows(f"{header}\r\n{ROW}\r\n")
+    assert caught.value.line == 1 and message in str(caught.value)
+    assert str(caught.value).startswith("f.csv.gz, line 1: header does not match")

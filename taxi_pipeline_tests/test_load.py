@@ -1,0 +1,123 @@
+"""Loading real months through the real assets: a real DuckDB file, a loopback HTTP mirror."""
+
+from __future__ import annotations
+
+import collections
+import decimal
+import datetime as dt
+
+import pytest
+
+from taxi_pipeline.lib.colours import GREEN, YELLOW, LogicalType
+from taxi_pipeline_tests.support import (
+    MIRROR, copy_mirror, load_month, make_resources, month_ids, query, read_csv_gz, reference_ids,
+    write_csv_gz,
+)
+
+GREEN_2020_04 = ("2020-04-01", "green_tripdata_2020-04.csv", 35_612)
+GREEN_2020_10 = ("2020-10-01", "green_tripdata_2020-10.csv", 95_120)
+
+
+def _materializations(result):
+    return {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+
+
+def test_two_green_months_land_exactly_once_and_a_rerun_adds_nothing(resources, taxi_home):
+    for partition, file_name, rows in (GREEN_2020_04, GREEN_2020_10):
+        result = load_month(GREEN, partition, resources)
+        assert result.success
+        meta = _materializations(result)
+        assert meta["green_raw_csv"]["dagster/row_count"].value == rows
+        assert meta["green_tripdata"]["dagster/row_count"].value == rows
+        assert meta["green_tripdata"]["inserted"].value == rows
+        [check] = result.get_asset_check_evaluations()
+        assert check.passed and check.metadata["table_rows"].value == rows
+    counts = dict(query(taxi_home, "SELECT filename, count(*) FROM zoomcamp.green_tripdata GROUP BY 1"))
+    assert counts == {"green_tripdata_2020-04.csv": 35_612, "green_tripdata_2020-10.csv": 95_120}
+
+    for partition, _, _ in (GREEN_2020_04, GREEN_2020_10):
+        again = load_month(GREEN, partition, resources)
+        assert _materializations(again)["green_tripdata"]["inserted"].value == 0
+        assert _materializations(again)["green_tripdata"]["deleted"].value == 0
+    assert query(taxi_home, "SELECT count(*), count(DISTINCT unique_row_id) FROM zoomcamp.green_tripdata") == [
+        (130_732, 130_732)
+    ]
+
+
+def test_ids_match_the_reference_and_keep_rows_kestras_key_collapses(resources, taxi_home):
+    partition, file_name, rows = GREEN_2020_10
+    load_month(GREEN, partition, resources)
+    expected = reference_ids(file_name, MIRROR / "green" / f"{file_name}.gz")
+    assert collections.Counter(month_ids(taxi_home, GREEN, file_name)) == collections.Counter(expected)
+    # Kestra's key (VendorID, pickup, dropoff, PU, DO) maps several of these rows to one id.
+    [(kestra_keys,)] = query(taxi_home, """
+        SELECT count(DISTINCT (VendorID, lpep_pickup_datetime, lpep_dropoff_datetime, PULocationID, DOLocationID))
+        FROM zoomcamp.green_tripdata""")
+    assert kestra_keys == 94_945 and len(set(expected)) == rows
+
+
+def test_a_changed_file_replaces_its_month_and_leaves_others_alone(tmp_path, taxi_home, http_mirror):
+    mirror = copy_mirror(tmp_path / "mirror")
+    resources = make_resources(taxi_home, mirror.as_uri())
+    for partition, _, _ in (GREEN_2020_04, GREEN_2020_10):
+        load_month(GREEN, partition, resources)
+    october_before = sorted(month_ids(taxi_home, GREEN, GREEN_2020_10[1]))
+
+    path = mirror / "green" / "green_tripdata_2020-04.csv.gz"
+    header, rows = read_csv_gz(path)
+    del rows[100:400]                      # 300 rows withdrawn
+    rows[5][header.index("fare_amount")] = "123.45"   # one value corrected
+    write_csv_gz(path, header, rows)
+    result = load_month(GREEN, GREEN_2020_04[0], resources)
+
+    meta = _materializations(result)["green_tripdata"]
+    assert (meta["inserted"].value, meta["deleted"].value) == (1, 301)
+    assert sorted(month_ids(taxi_home, GREEN, GREEN_2020_04[1])) == sorted(reference_ids(GREEN_2020_04[1], path))
+    assert len(month_ids(taxi_home, GREEN, GREEN_2020_04[1])) == 35_312
+    assert sorted(month_ids(taxi_home, GREEN, GREEN_2020_10[1])) == october_before
+    assert query(taxi_home, "SELECT count(*) FROM zoomcamp.green_tripdata WHERE fare_amount = 123.45") == [(1,)]
+
+
+@pytest.mark.parametrize(
+    ("colour", "partition", "file_name", "rows"),
+    [
+        (YELLOW, "2021-01-01", "yellow_tripdata_2021-01.csv", 22_792),
+        (YELLOW, "2020-07-01", "yellow_tripdata_2020-07.csv", 266),  # LF, no final newline
+        (GREEN, "2019-10-01", "green_tripdata_2019-10.csv", 1_308),
+    ],
+)
+def test_tables_hold_the_source_values_field_by_field(resources, taxi_home, colour, partition, file_name, rows):
+    assert load_month(colour, partition, resources).success
+    columns = [c.name for c in colour.columns]
+    assert [r[0] for r in query(taxi_home, f"DESCRIBE zoomcamp.{colour.main_table}")] == [
+        "unique_row_id", "filename", *columns
+    ]
+    header, source_rows = read_csv_gz(MIRROR / colour.name / f"{file_name}.gz")
+    assert header == columns and len(source_rows) == rows
+    ids = reference_ids(file_name, MIRROR / colour.name / f"{file_name}.gz")
+    # Every 97th row, and the last: compare each field with the CSV text, typed.
+    sample = {ids[i]: source_rows[i] for i in [*range(0, rows, 97), rows - 1]}
+    placeholders = ",".join("?" * len(sample))
+    table_rows = query(
+        taxi_home,
+        f"SELECT unique_row_id, filename, * EXCLUDE (unique_row_id, filename) FROM zoomcamp.{colour.main_table} "
+        f"WHERE unique_row_id IN ({placeholders})",
+        list(sample),
+    )
+    assert len(table_rows) == len(sample)
+    for row_id, filename, *values in table_rows:
+        assert filename == file_name
+        for column, value, text in zip(colour.columns, values, sample[row_id], strict=True):
+            assert value == _typed(column.type, text), (row_id, column.name)
+
+
+def _typed(logical: LogicalType, text: str):
+    if text == "":
+        return None
+    if logical is LogicalType.TIMESTAMP:
+        return dt.datetime.fromisoformat(text)
+    if logical is LogicalType.INTEGER:
+        return int(text)
+    if logical is LogicalType.NUMERIC:
+        return decimal.Decimal(text)
+    return text

@@ -1,0 +1,59 @@
+"""Schedule ticks at fixed times, against a file:// mirror: the month that just ended, or a skip."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+
+from taxi_pipeline.defs.assets import build_colour_assets
+from taxi_pipeline.defs.jobs import build_colour_job
+from taxi_pipeline.defs.schedules import build_colour_schedule
+from taxi_pipeline.lib.colours import GREEN, YELLOW
+from taxi_pipeline_tests.support import copy_mirror, make_resources
+
+
+def _tick(colour, when: dt.datetime, resources):
+    job = build_colour_job(colour)
+    schedule = build_colour_schedule(colour, job)
+    definitions = dg.Definitions(
+        assets=build_colour_assets(colour, "file", "duckdb"), jobs=[job], schedules=[schedule],
+        resources=resources,
+    )
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=when, resources=resources,
+            repository_def=definitions.get_repository_def(),
+        )
+        return schedule, schedule.evaluate_tick(context)
+
+
+@pytest.mark.parametrize(("colour", "hour", "cron"), [(GREEN, 9, "0 9 1 * *"), (YELLOW, 10, "0 10 1 * *")])
+def test_the_february_tick_loads_january(tmp_path, colour, hour, cron):
+    mirror = copy_mirror(tmp_path / "mirror")
+    january = mirror / colour.object_key(dt.date(2020, 1, 1))
+    january.parent.mkdir(parents=True, exist_ok=True)
+    january.write_bytes(b"published")
+    resources = make_resources(tmp_path / "home", mirror.as_uri())
+    when = dt.datetime(2020, 2, 1, hour, tzinfo=dt.timezone.utc)
+    schedule, data = _tick(colour, when, resources)
+    assert schedule.cron_schedule == cron and schedule.execution_timezone == "UTC"
+    [request] = data.run_requests
+    assert request.partition_key == "2020-01-01"
+    assert request.tags["taxi"] == colour.name
+    assert request.tags["file"] == f"{colour.name}_tripdata_2020-01.csv"
+    assert request.tags["trigger"] == "schedule" and "backfill" not in request.tags
+
+
+def test_a_month_not_yet_published_is_skipped_with_a_reason(tmp_path):
+    resources = make_resources(tmp_path / "home", copy_mirror(tmp_path / "mirror").as_uri())
+    when = dt.datetime(2026, 12, 1, 9, tzinfo=dt.timezone.utc)
+    _, data = _tick(GREEN, when, resources)
+    assert not data.run_requests
+    assert "green_tripdata_2026-11.csv is not published" in data.skip_message
+
+
+def test_the_cron_can_be_overridden_for_tests():
+    schedule = build_colour_schedule(GREEN, build_colour_job(GREEN), cron="* * * * *")
+    assert schedule.cron_schedule == "* * * * *"
