@@ -35,3 +35,28 @@ def test_job_execute_loads_two_green_months_exactly_and_reruns_add_nothing(tmp_p
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
             assert "RUN_SUCCESS" in done.stdout + done.stderr
         assert set(query(home, counts_sql)) == expected
+
+
+def test_concurrent_runs_wait_for_the_warehouse_instead_of_failing(tmp_path, http_mirror):
+    """Three processes at once, two on the same month: DuckDB allows one writer process."""
+    home = tmp_path / "home"
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "TAXI_HOME": str(home),
+           "TAXI_SOURCE_URL": http_mirror.url}
+    (tmp_path / "dagster").mkdir()
+    cli = Path(sys.executable).with_name("dagster")
+    # Create the instance's SQLite storage first, as a running webserver or daemon would have:
+    # three processes racing to create it is a Dagster start-up race, not what this test is about.
+    subprocess.run([str(cli), "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
+    procs = [
+        subprocess.Popen(
+            [str(cli), "job", "execute", "-m", "taxi_pipeline.definitions", "-j", "green_taxi_job",
+             "--tags", json.dumps({"dagster/partition": partition})],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for partition in ("2020-10-01", "2020-04-01", "2020-10-01")
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
+    assert set(query(home, "SELECT filename, count(*), count(DISTINCT unique_row_id) FROM zoomcamp.green_tripdata GROUP BY 1")) == {
+        ("green_tripdata_2020-04.csv", 35_612, 35_612), ("green_tripdata_2020-10.csv", 95_120, 95_120)
+    }
