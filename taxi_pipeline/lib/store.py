@@ -70,7 +70,8 @@ class LocalObjectStore:
         except OSError as exc:
             raise StoreError(f"cannot write bucket object {final}: {exc}") from exc
         finally:
-            part.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the error above, if any, is the one to report
+                part.unlink(missing_ok=True)
 
     def stat(self, key: str) -> StoredObject | None:
         path = self._path(key)

@@ -1,0 +1,347 @@
+"""Fault injection: bad files, broken networks, killed and concurrent runs, hostile configuration.
+
+Touches a real DuckDB file per test (copied from one loaded with real green 2020-04), a loopback
+HTTP server with injected faults, and child processes that are killed or limited. Every failing
+case must end with a message naming the file (and the line, where there is one) and leave the main
+table's checksum (count + order-independent hash of the ids) and the bucket object as they were.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from taxi_pipeline.defs.resources import LocalTarget
+from taxi_pipeline.lib.colours import GREEN, Colour
+from taxi_pipeline.lib.identifiers import validate_bucket_name, validate_object_key
+from taxi_pipeline_tests.servers import serve_folder
+from taxi_pipeline_tests.support import MIRROR, load_month, make_resources, table_checksum
+
+pytestmark = pytest.mark.faults
+
+APRIL = "2020-04-01"
+FILE = "green_tripdata_2020-04.csv"
+REAL = MIRROR / "green" / f"{FILE}.gz"
+TEXT = gzip.decompress(REAL.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def loaded_home(tmp_path_factory) -> Path:
+    """A TAXI_HOME with real green 2020-04 loaded once; each test works on a copy."""
+    home = tmp_path_factory.mktemp("loaded") / "home"
+    with serve_folder(MIRROR) as server:
+        assert load_month(GREEN, APRIL, make_resources(home, server.url)).success
+    return home
+
+
+@pytest.fixture
+def home(loaded_home, tmp_path) -> Path:
+    return Path(shutil.copytree(loaded_home, tmp_path / "home"))
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A loopback server over a mirror holding what the test writes as green 2020-04."""
+    root = tmp_path / "mirror"
+    (root / "green").mkdir(parents=True)
+    with serve_folder(root) as server:
+        server.month_file = root / "green" / f"{FILE}.gz"
+        yield server
+
+
+def _failed_step(result) -> tuple[str, str]:
+    """The step that failed and the error message that names the file."""
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.step_failure_data.error
+    while error.cause is not None and FILE not in error.message:
+        error = error.cause
+    return failure.step_key, error.message
+
+
+def _failure(result) -> str:
+    return _failed_step(result)[1]
+
+
+def _assert_fails_and_nothing_changes(home: Path, server, *expected: str, **source) -> str:
+    before = table_checksum(home, GREEN)
+    bucket_before = (home / "bucket" / "green" / f"{FILE}.gz").read_bytes()
+    result = load_month(GREEN, APRIL, make_resources(home, server.url, **source), raise_on_error=False)
+    assert not result.success
+    step, message = _failed_step(result)
+    for text in (FILE, *expected):
+        assert text in message, message
+    assert table_checksum(home, GREEN) == before
+    if step == "green_raw_csv":  # a file that fails the download checks is never published
+        assert (home / "bucket" / "green" / f"{FILE}.gz").read_bytes() == bucket_before
+    assert not list((home / "bucket").rglob("*.part")), "temporary files left behind"
+    return message
+
+
+def _replace_line(line_number: int, new: bytes) -> bytes:
+    lines = TEXT.split(b"\r\n")
+    lines[line_number - 1] = new
+    return b"\r\n".join(lines)
+
+
+def _field(line_number: int, column: str, value: bytes) -> bytes:
+    fields = TEXT.split(b"\r\n")[line_number - 1].split(b",")
+    fields[GREEN.header.index(column)] = value
+    return _replace_line(line_number, b",".join(fields))
+
+
+HEADER = TEXT.split(b"\r\n", 1)[0]
+BAD_FILES = {
+    "html_page": (b"<!DOCTYPE html><html><body>Rate limited</body></html>", ["HTML page"]),
+    "empty_body": (b"", ["empty"]),
+    "plain_csv": (TEXT, ["plain CSV, expected a gzipped CSV"]),
+    "truncated_gzip": (gzip.compress(TEXT)[:300_000], ["truncated"]),
+    "bad_crc": ("bad_crc", ["corrupt gzip data", "incorrect data check"]),
+    "missing_column": (gzip.compress(_replace_line(1, HEADER.replace(b",ehail_fee", b""))), ["line 1", "missing column(s) ['ehail_fee']"]),
+    "extra_column": (gzip.compress(_replace_line(1, HEADER + b",extra_col")), ["line 1", "unexpected column(s) ['extra_col']"]),
+    "reordered_columns": (gzip.compress(_replace_line(1, HEADER.replace(b"PULocationID,DOLocationID", b"DOLocationID,PULocationID"))), ["line 1", "different order"]),
+    "too_few_fields": (gzip.compress(_replace_line(1234, b"2,2020-04-01 00:44:02,2020-04-01 00:52:23,N")), ["line 1234", "expected 20 fields, found 4"]),
+    "too_many_fields": (gzip.compress(_replace_line(20_000, TEXT.split(b"\r\n")[20_000 - 1] + b",7")), ["line 20000", "expected 20 fields, found 21"]),
+    "non_numeric": (gzip.compress(_field(31_000, "fare_amount", b"12,5".replace(b",", b"x"))), ["line 31000", "column fare_amount: '12x5' is not a valid NUMERIC"]),
+    "bad_integer": (gzip.compress(_field(7, "passenger_count", b"two")), ["line 7", "column passenger_count: 'two' is not a valid INTEGER"]),
+    "bad_timestamp": (gzip.compress(_field(35_000, "lpep_pickup_datetime", b"2020-04-31 25:61:00")), ["line 35000", "lpep_pickup_datetime", "not a valid TIMESTAMP"]),
+}
+
+
+def _with_bad_crc() -> bytes:
+    data = bytearray(gzip.compress(TEXT))
+    crc = struct.unpack("<I", data[-8:-4])[0]
+    data[-8:-4] = struct.pack("<I", crc ^ 0xFFFF)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_a_bad_file_fails_clearly_and_changes_nothing(home, served, case):
+    content, expected = BAD_FILES[case]
+    served.month_file.write_bytes(_with_bad_crc() if content == "bad_crc" else content)
+    _assert_fails_and_nothing_changes(home, served, *expected)
+
+
+def test_a_month_the_source_lacks_is_a_clear_404(home, served):
+    _assert_fails_and_nothing_changes(home, served, "not published at the source (HTTP 404)")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        ("bom", b"\xef\xbb\xbf" + TEXT),
+        ("trailing blank lines", TEXT + b"\r\n\r\n"),
+        ("LF endings", TEXT.replace(b"\r\n", b"\n")),
+    ],
+    ids=lambda v: v[0],
+)
+def test_harmless_variants_load_every_row(home, served, variant):
+    served.month_file.write_bytes(gzip.compress(variant[1]))
+    before = table_checksum(home, GREEN)
+    assert load_month(GREEN, APRIL, make_resources(home, served.url)).success
+    assert table_checksum(home, GREEN) == before  # same rows, same ids: nothing added or lost
+
+
+# --- network faults -----------------------------------------------------------------------------
+
+def _reset_mid_stream(handler, path: Path) -> bool:
+    body = path.read_bytes()
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body[: len(body) // 2])
+    handler.wfile.flush()
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.close_connection = True
+    handler.connection.close()  # SO_LINGER 0: the client sees a TCP reset
+    return True
+
+
+def _stall(handler, path: Path) -> bool:
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(path.stat().st_size))
+    handler.end_headers()
+    handler.wfile.write(path.read_bytes()[:1000])
+    handler.wfile.flush()
+    time.sleep(1.5)
+    return True
+
+
+def _status(code: int):
+    def answer(handler, path: Path) -> bool:
+        handler.send_error(code)
+        return True
+    return answer
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [[_reset_mid_stream], [_status(503)], [_status(503), _reset_mid_stream], [_stall]],
+    ids=["reset mid-stream", "503 then 200", "503, reset, then 200", "stall once"],
+)
+def test_transient_network_faults_are_retried_and_the_month_loads(tmp_path, served, faults):
+    served.month_file.write_bytes(REAL.read_bytes())
+    served.faults.extend(faults)
+    home = tmp_path / "fresh"
+    result = load_month(GREEN, APRIL, make_resources(home, served.url, timeout_s=0.5))
+    assert result.success and len(served.requests) == len(faults) + 1
+    [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["green_raw_csv"]]
+    assert raw.materialization.metadata["download_attempts"].value == len(faults) + 1
+    assert table_checksum(home, GREEN)[0] == 35_612
+
+
+def test_a_server_that_keeps_stalling_fails_clearly_after_the_retries(home, served):
+    served.month_file.write_bytes(REAL.read_bytes())
+    served.faults.extend([_stall] * 3)
+    message = _assert_fails_and_nothing_changes(
+        home, served, "giving up after 3 attempts", "stalled", timeout_s=0.3,
+    )
+    assert len(served.requests) == 3, message
+
+
+# --- process faults -----------------------------------------------------------------------------
+
+_KILLED_MERGE = """
+import datetime as dt, sys, time
+import taxi_pipeline.lib.duckdb_sql as sql
+from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
+
+insert = sql.insert_new_rows
+def pause_inside_the_transaction(*args):
+    print("deleted, about to insert", flush=True)   # the DELETE has run, uncommitted
+    time.sleep(120)
+    return insert(*args)
+sql.insert_new_rows = pause_inside_the_transaction
+DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, dt.date(2020, 4, 1))
+"""
+
+
+def test_a_run_killed_inside_the_merge_leaves_the_old_month_and_a_rerun_completes(home, served):
+    """Stage a corrected file (300 rows fewer), kill the merge after its DELETE, then re-run."""
+    header, *rows = TEXT.split(b"\r\n")
+    served.month_file.write_bytes(gzip.compress(b"\r\n".join([header, *rows[300:]])))
+    staged = load_month(
+        GREEN, APRIL, make_resources(home, served.url), selection=["green_raw_csv", "green_staging"]
+    )
+    assert staged.success
+    before = table_checksum(home, GREEN)
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_MERGE, str(home / "warehouse.duckdb")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "deleted, about to insert"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+    assert table_checksum(home, GREEN) == before  # the old month, whole
+
+    assert load_month(GREEN, APRIL, make_resources(home, served.url)).success
+    assert table_checksum(home, GREEN)[0] == 35_612 - 300
+
+
+def test_two_runs_of_the_same_month_at_once_load_it_once(tmp_path, http_mirror):
+    """Two processes, same month, same DuckDB file: one waits for the other's lock."""
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "TAXI_HOME": str(tmp_path / "home"),
+           "TAXI_SOURCE_URL": http_mirror.url}
+    (tmp_path / "dagster").mkdir()
+    cli = str(Path(sys.executable).with_name("dagster"))
+    subprocess.run([cli, "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
+    command = [cli, "job", "execute", "-m", "taxi_pipeline.definitions", "-j", "green_taxi_job",
+               "--tags", '{"dagster/partition": "2020-04-01"}']
+    procs = [subprocess.Popen(command, env=env, cwd=Path(__file__).parents[1],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    count, _ = table_checksum(tmp_path / "home", GREEN)
+    assert count == 35_612
+
+
+_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # write() then fails with EFBIG, like ENOSPC
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.source import download
+from taxi_pipeline.lib.store import LocalObjectStore
+store = LocalObjectStore(sys.argv[1])
+try:
+    with store.write("green/green_tripdata_2020-04.csv.gz") as pending:
+        download(sys.argv[2], pending.path, GREEN.header)
+except OSError as exc:
+    print(exc)
+"""
+
+
+def test_a_full_disk_in_the_bucket_is_a_clear_error_and_leaves_no_temp_file(home, served):
+    served.month_file.write_bytes(REAL.read_bytes())
+    bucket = home / "bucket"
+    old = (bucket / "green" / f"{FILE}.gz").read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMIT, str(bucket), f"{served.url}/green/{FILE}.gz"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "cannot write bucket object" in done.stdout and f"{FILE}.gz" in done.stdout, done.stdout + done.stderr
+    assert "File too large" in done.stdout
+    assert (bucket / "green" / f"{FILE}.gz").read_bytes() == old
+    assert not list(bucket.rglob("*.part"))
+
+
+def test_a_bucket_path_that_cannot_be_a_folder_is_a_clear_error(home, served):
+    """Root ignores permission bits, so an obstructed path stands in for an unwritable folder."""
+    served.month_file.write_bytes(REAL.read_bytes())
+    shutil.rmtree(home / "bucket")
+    (home / "bucket").write_text("not a folder")
+    before = table_checksum(home, GREEN)
+    result = load_month(GREEN, APRIL, make_resources(home, served.url), raise_on_error=False)
+    assert not result.success
+    assert "cannot write bucket object" in _failure(result) and FILE in _failure(result)
+    assert table_checksum(home, GREEN) == before
+
+
+# --- hostile configuration ----------------------------------------------------------------------
+
+HOSTILE = ['zoom"camp', "zoom`camp", "zoomcamp; DROP TABLE x", "../zoomcamp", "zoom'camp", "a b", ""]
+
+
+@pytest.mark.parametrize("dataset", HOSTILE)
+def test_a_hostile_dataset_is_rejected_before_any_sql(tmp_path, dataset):
+    with pytest.raises(ValueError, match="invalid dataset"):
+        LocalTarget(home=str(tmp_path), dataset=dataset).warehouse()
+    assert not (tmp_path / "warehouse.duckdb").exists()
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_colour_is_rejected(name):
+    with pytest.raises(ValueError, match="invalid colour"):
+        Colour(name=name, columns=GREEN.columns, schedule_hour_utc=9)
+
+
+@pytest.mark.parametrize("key", ["../green/x.csv.gz", "/etc/passwd", "green/../../x", "green/x;rm.csv", "green//x"])
+def test_a_hostile_object_key_is_rejected_before_any_path_is_built(key):
+    with pytest.raises(ValueError, match="invalid object key"):
+        validate_object_key(key)
+
+
+@pytest.mark.parametrize("bucket", ["my..bucket", "Bucket", "b", "bucket/../x", "bucket;x", "`b`"])
+def test_a_hostile_bucket_name_is_rejected(bucket):
+    with pytest.raises(ValueError, match="invalid bucket name"):
+        validate_bucket_name(bucket)
+
+
+def test_a_hostile_source_url_scheme_is_rejected(tmp_path):
+    resources = make_resources(tmp_path, "ftp://example.invalid/x")
+    with pytest.raises(ValueError, match="http"):
+        resources["source"].url("green/green_tripdata_2020-04.csv.gz")
