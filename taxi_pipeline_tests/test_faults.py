@@ -105,7 +105,7 @@ BAD_FILES = {
     "empty_body": (b"", ["empty"]),
     "plain_csv": (TEXT, ["plain CSV, expected a gzipped CSV"]),
     "truncated_gzip": (gzip.compress(TEXT)[:300_000], ["truncated"]),
-    "bad_crc": ("bad_crc", ["corrupt gzip data", "incorrect data check"]),
+    "bad_crc": ("bad_crc", ["corrupt gzip data", "checksum"]),
     "missing_column": (gzip.compress(_replace_line(1, HEADER.replace(b",ehail_fee", b""))), ["line 1", "missing column(s) ['ehail_fee']"]),
     "extra_column": (gzip.compress(_replace_line(1, HEADER + b",extra_col")), ["line 1", "unexpected column(s) ['extra_col']"]),
     "reordered_columns": (gzip.compress(_replace_line(1, HEADER.replace(b"PULocationID,DOLocationID", b"DOLocationID,PULocationID"))), ["line 1", "different order"]),

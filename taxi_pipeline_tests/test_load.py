@@ -121,3 +121,16 @@ def _typed(logical: LogicalType, text: str):
     if logical is LogicalType.NUMERIC:
         return decimal.Decimal(text)
     return text
+
+
+def test_identical_rows_keep_their_multiplicity(tmp_path, taxi_home):
+    """Real rows, one of them three times and another twice: 5 rows, 5 ids, as the reference says."""
+    header, rows = read_csv_gz(MIRROR / "green" / "green_tripdata_2019-01.csv.gz")
+    rows = rows[:10] + [rows[3], rows[3], rows[7]]
+    path = write_csv_gz(tmp_path / "mirror" / "green" / "green_tripdata_2019-01.csv.gz", header, rows)
+    resources = make_resources(taxi_home, (tmp_path / "mirror").as_uri())
+    for _ in range(2):
+        assert load_month(GREEN, "2019-01-01", resources).success
+        ids = month_ids(taxi_home, GREEN, "green_tripdata_2019-01.csv")
+        assert len(ids) == len(set(ids)) == 13
+        assert sorted(ids) == sorted(reference_ids("green_tripdata_2019-01.csv", path))

@@ -5,8 +5,10 @@ It sees the file one chunk at a time, so memory stays flat however large the mon
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
+
+# ISA-L inflates about twice as fast as zlib, and validation reads every byte of a 700 MB month.
+from isal import isal_zlib
 
 _BOM = "\ufeff"
 _HTML_MARKERS = (b"<!doctype html", b"<html", b"<?xml", b"<head")
@@ -52,7 +54,7 @@ class CsvGzipValidator:
     def __init__(self, file_name: str, header: tuple[str, ...]):
         self._file_name = file_name
         self._header = header
-        self._inflater = zlib.decompressobj(wbits=31)
+        self._inflater = isal_zlib.decompressobj(wbits=31)
         self._compressed_seen = 0
         self._prefix = b""
         self._magic_checked = False
@@ -77,13 +79,13 @@ class CsvGzipValidator:
         while chunk:
             try:
                 data = self._inflater.decompress(chunk)
-            except zlib.error as exc:
+            except isal_zlib.error as exc:
                 raise self._error(f"corrupt gzip data ({exc})") from exc
             self._consume(data)
             # A gzip file may hold several members; each one needs a fresh inflater.
             chunk = self._inflater.unused_data if self._inflater.eof else b""
             if chunk:
-                self._inflater = zlib.decompressobj(wbits=31)
+                self._inflater = isal_zlib.decompressobj(wbits=31)
 
     def finish(self) -> CsvStats:
         if not self._magic_checked:

@@ -1,8 +1,8 @@
 """Every DuckDB statement of the pipeline. Identifiers are validated and quoted; values are bound.
 
-The row id, shared with BigQuery (`rowid.py` is the reference): the hex MD5 of the file name, the
-raw text of every field (empty for NULL) and the row's occurrence number among identical rows of
-the file, joined by the unit separator (0x1F), which never appears in the CSVs.
+The row id is defined in `rowid.py`: the hex MD5 of the file name and the raw text of every field
+(empty for NULL), joined by the unit separator 0x1F, which never appears in the CSVs; identical
+copies of a row are then numbered apart.
 """
 
 from __future__ import annotations
@@ -50,16 +50,37 @@ def read_raw_csv(colour: Colour) -> str:
 
 
 def create_staging_table(dataset: str, colour: Colour, staging: str) -> str:
-    """Staging = typed columns + ids. Binds $path and $filename. Replacing it makes re-runs safe."""
+    """Staging = typed columns + first-copy ids. Binds $path and $filename. Replaced on re-runs."""
     raw_text = ", ".join(f"coalesce({q(c.name)}, '')" for c in colour.columns)
     typed = ", ".join(f"CAST({q(c.name)} AS {TYPES[c.type]}) AS {q(c.name)}" for c in colour.columns)
     return (
         f"CREATE OR REPLACE TABLE {table(dataset, staging)} AS "
-        f"WITH raw AS (SELECT *, concat_ws(chr(31), {raw_text}) AS _raw FROM {read_raw_csv(colour)}) "
-        "SELECT md5(concat_ws(chr(31), $filename, _raw, "
-        "row_number() OVER (PARTITION BY _raw))) AS unique_row_id, "
-        f"$filename AS filename, {typed} FROM raw"
+        f"SELECT md5(concat_ws(chr(31), $filename, {raw_text})) AS unique_row_id, "
+        f"$filename AS filename, {typed} FROM {read_raw_csv(colour)}"
     )
+
+
+def number_identical_rows(dataset: str, staging: str) -> str:
+    """Gives the 2nd, 3rd, ... copy of an identical row the id md5(first id, k).
+
+    Copies share every field, so which physical copy gets which k does not change the month's set
+    of ids; only the few duplicated ids are grouped and windowed, not the whole month.
+    """
+    staged = table(dataset, staging)
+    return (
+        f"UPDATE {staged} SET unique_row_id = md5(concat_ws(chr(31), {staged}.unique_row_id, copies.k::VARCHAR)) "
+        f"FROM (SELECT rowid AS row, row_number() OVER (PARTITION BY unique_row_id) AS k FROM {staged} "
+        f"WHERE unique_row_id IN (SELECT unique_row_id FROM {staged} GROUP BY ALL HAVING count(*) > 1)) copies "
+        f"WHERE {staged}.rowid = copies.row AND copies.k > 1"
+    )
+
+
+def drop_table(dataset: str, name: str) -> str:
+    return f"DROP TABLE IF EXISTS {table(dataset, name)}"
+
+
+def rename_table(dataset: str, name: str, new_name: str) -> str:
+    return f"ALTER TABLE {table(dataset, name)} RENAME TO {q(new_name)}"
 
 
 def count_rows(dataset: str, name: str) -> str:

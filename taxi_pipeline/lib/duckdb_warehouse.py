@@ -47,14 +47,22 @@ class DuckDBWarehouse:
     def stage(self, colour: Colour, month: dt.date, object_uri: str) -> StageResult:
         staging = colour.staging_table(month)
         params = {"path": object_uri, "filename": colour.file_name(month)}
+        building = f"{staging}__building"
         with self.connect() as con:
             con.execute(sql.create_schema(self.dataset))
             try:
-                con.execute(sql.create_staging_table(self.dataset, colour, staging), params)
+                con.execute(sql.create_staging_table(self.dataset, colour, building), params)
             except duckdb.ConversionException as exc:
                 raise self._locate_bad_value(con, colour, month, object_uri) from exc
             except duckdb.InvalidInputException as exc:
                 raise _csv_error(colour.file_name(month), exc) from exc
+            con.execute(sql.number_identical_rows(self.dataset, building))
+            # Published by a rename, so the merge never reads a half-built staging table; building
+            # it outside one big transaction avoids a second, slow commit of the whole month.
+            con.execute("BEGIN TRANSACTION")
+            con.execute(sql.drop_table(self.dataset, staging))
+            con.execute(sql.rename_table(self.dataset, building, staging))
+            con.execute("COMMIT")
             [(rows,)] = con.execute(sql.count_rows(self.dataset, staging)).fetchall()
         return StageResult(self.table_name(staging), rows)
 
