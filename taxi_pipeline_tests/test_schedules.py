@@ -51,7 +51,23 @@ def test_a_month_not_yet_published_is_skipped_with_a_reason(tmp_path):
     when = dt.datetime(2026, 12, 1, 9, tzinfo=dt.timezone.utc)
     _, data = _tick(GREEN, when, resources)
     assert not data.run_requests
-    assert "green_tripdata_2026-11.csv is not published" in data.skip_message
+    assert data.skip_message == (
+        "not published at the source yet: green_tripdata_2026-11.csv, green_tripdata_2026-10.csv, "
+        "green_tripdata_2026-09.csv"
+    )
+
+
+def test_a_month_published_late_is_picked_up_by_the_next_tick(tmp_path):
+    """2020-11 was not there on 2020-12-01; on 2021-01-01 both it and 2020-12 are launched."""
+    mirror = copy_mirror(tmp_path / "mirror")
+    resources = make_resources(tmp_path / "home", mirror.as_uri())
+    _, december_tick = _tick(GREEN, dt.datetime(2020, 12, 1, 9, tzinfo=dt.timezone.utc), resources)
+    assert [r.partition_key for r in december_tick.run_requests] == ["2020-10-01"]
+    for month in ("2020-11", "2020-12"):
+        (mirror / "green" / f"green_tripdata_{month}.csv.gz").write_bytes(b"published")
+    _, january_tick = _tick(GREEN, dt.datetime(2021, 1, 1, 9, tzinfo=dt.timezone.utc), resources)
+    assert [r.partition_key for r in january_tick.run_requests] == ["2020-12-01", "2020-11-01", "2020-10-01"]
+    assert all(r.run_key == r.partition_key for r in january_tick.run_requests)  # deduped by the daemon
 
 
 def test_the_cron_can_be_overridden_for_tests():

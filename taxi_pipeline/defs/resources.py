@@ -54,7 +54,7 @@ class LocalTarget(TargetResource):
 
     home: str = ".taxi"
     dataset: str = "zoomcamp"
-    memory_limit: str = "1GB"
+    memory_limit: str = "500MB"
     threads: int = 2
 
     def store(self) -> ObjectStore:

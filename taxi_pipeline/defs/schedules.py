@@ -1,4 +1,11 @@
-"""Monthly schedules: on the 1st, load the month that just ended, once it is published."""
+"""Monthly schedules: on the 1st, load the month that just ended, once the source has it.
+
+The release publishes a month some time after it ends, so each tick also looks back a few months:
+a month skipped because it was not published yet is launched by a later tick. Run keys (the
+partition key) keep a month from being launched twice by the schedule.
+"""
+
+import datetime as dt
 
 import dagster as dg
 
@@ -9,6 +16,7 @@ from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.source import is_published
 
 SCHEDULE_TRIGGER_TAG = {"trigger": "schedule"}
+LOOKBACK_MONTHS = 3
 
 
 def schedule_name(colour: Colour) -> str:
@@ -19,30 +27,44 @@ def monthly_cron(colour: Colour) -> str:
     return f"0 {colour.schedule_hour_utc} 1 * *"
 
 
-def build_colour_schedule(
-    colour: Colour, job, cron: str | None = None,
-) -> dg.ScheduleDefinition:
-    """`cron` overrides the monthly cron (tests use every minute); the target month is always the
-    last complete one at the tick, as with Dagster's partitioned schedules."""
+def months_to_check(tick: dt.datetime, lookback: int = LOOKBACK_MONTHS) -> list[dg.TimeWindow]:
+    """The month that just ended at `tick`, then the ones before it, newest first."""
+    windows: list[dg.TimeWindow] = []
+    before = tick
+    while len(windows) < lookback:
+        window = MONTHLY_PARTITIONS.get_prev_partition_window(before)
+        if window is None:
+            break
+        windows.append(window)
+        before = window.start
+    return windows
+
+
+def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.ScheduleDefinition:
+    """`cron` overrides the monthly cron (tests use every minute); the months targeted are always
+    those that ended before the tick, as with Dagster's partitioned schedules."""
 
     @dg.schedule(
         name=schedule_name(colour), job=job, cron_schedule=cron or monthly_cron(colour),
         execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"{colour.schedule_hour_utc:02d}:00 UTC on the 1st: loads the month that just "
-        "ended; skips while the source has not published it.",
+        f"ended (and any of the {LOOKBACK_MONTHS - 1} before it published late); skips months the "
+        "source does not have yet.",
     )
     def monthly(context: dg.ScheduleEvaluationContext, source: SourceResource):
-        ended = MONTHLY_PARTITIONS.get_prev_partition_window(context.scheduled_execution_time)
-        if ended is None:
-            return dg.SkipReason("no complete month yet: the partitions start in 2019-01")
-        month = ended.start.date()
-        partition_key = MONTHLY_PARTITIONS.get_partition_key_for_timestamp(ended.start.timestamp())
-        url = source.url(colour.object_key(month))
-        if not is_published(url, source.timeout_s):
-            return dg.SkipReason(f"{colour.file_name(month)} is not published at the source yet ({url})")
-        return dg.RunRequest(
-            run_key=partition_key, partition_key=partition_key,
-            tags={**SCHEDULE_TRIGGER_TAG, **run_tags(colour, month, launched_by_backfill=False)},
-        )
+        requests, waiting = [], []
+        for window in months_to_check(context.scheduled_execution_time):
+            month = window.start.date()
+            if not is_published(source.url(colour.object_key(month)), source.timeout_s):
+                waiting.append(colour.file_name(month))
+                continue
+            key = MONTHLY_PARTITIONS.get_partition_key_for_timestamp(window.start.timestamp())
+            requests.append(dg.RunRequest(
+                run_key=key, partition_key=key,
+                tags={**SCHEDULE_TRIGGER_TAG, **run_tags(colour, month, launched_by_backfill=False)},
+            ))
+        if not requests:
+            return dg.SkipReason(f"not published at the source yet: {', '.join(waiting) or 'no month'}")
+        return requests
 
     return monthly

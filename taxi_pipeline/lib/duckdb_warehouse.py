@@ -32,7 +32,7 @@ class DuckDBWarehouse:
     """
 
     def __init__(
-        self, path: str | Path, dataset: str, *, memory_limit: str = "1GB", threads: int = 2,
+        self, path: str | Path, dataset: str, *, memory_limit: str = "500MB", threads: int = 2,
         lock_timeout_s: float = 900.0,
     ):
         self.path = Path(path)

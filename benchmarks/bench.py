@@ -1,0 +1,161 @@
+"""One benchmark run: the floor, our month end to end, 2x the rows, the dlt peer, merge growth.
+
+    .venv/bin/python -m benchmarks.bench                 # a realistic yellow month (7,667,792 rows)
+    .venv/bin/python -m benchmarks.bench --rows 3000 --months 3 --out /tmp/b   # the smoke test
+
+Everything is offline: the month is built from the bundled real rows and served from a loopback
+HTTP server. Each measured step runs as its own process; ratios are to the floor of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+from benchmarks.make_month import make_month
+from benchmarks.monitor import Measurement, measure
+from taxi_pipeline_tests.servers import serve_folder
+
+ROOT = Path(__file__).parents[1]
+BIN = Path(sys.executable).parent
+MEMORY_LIMIT = "500MB"  # the pipeline's default DuckDB memory_limit, given to the floor too
+
+
+def _ours(month: str, mirror_url: str, work: Path, name: str) -> Measurement:
+    home, dagster_home = work / name / "home", work / name / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TAXI_HOME": str(home), "TAXI_SOURCE_URL": mirror_url, "DAGSTER_HOME": str(dagster_home)}
+    command = [str(BIN / "dagster"), "job", "execute", "-m", "taxi_pipeline.definitions", "-j", "yellow_taxi_job",
+               "--tags", json.dumps({"dagster/partition": month})]
+    result = measure(command, env, [work / name], cwd=ROOT)
+    if "RUN_SUCCESS" not in result.output:
+        raise RuntimeError(result.output[-4000:])
+    return result
+
+
+def _python(script: str, args: list[str], work: Path, name: str) -> Measurement:
+    (work / name).mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return measure([sys.executable, str(ROOT / "benchmarks" / script), *args], env, [work / name], cwd=ROOT)
+
+
+def run(rows: int, months: int, out: Path, work: Path, double: bool) -> dict:
+    shutil.rmtree(work, ignore_errors=True)
+    mirror = work / "mirror"
+    month_file = make_month(mirror / "yellow" / "yellow_tripdata_2019-01.csv.gz", rows)
+    if double:
+        make_month(mirror / "yellow" / "yellow_tripdata_2019-02.csv.gz", 2 * rows, seed=43)
+    results: dict[str, dict] = {}
+    with serve_folder(mirror) as server:
+        print(f"month: {rows:,} rows, {month_file.stat().st_size / 2**20:,.0f} MiB gzip", flush=True)
+        floor = _python("floor.py", [str(month_file), str(work / "floor" / "f.duckdb"), MEMORY_LIMIT], work, "floor")
+        results["floor"] = floor
+        results["ours"] = _ours("2019-01-01", server.url, work, "ours")
+        if double:
+            results["ours_2x_rows"] = _ours("2019-02-01", server.url, work, "ours_2x")
+        results["dlt_merge"] = _python(
+            "dlt_peer.py", [str(month_file), str(work / "dlt" / "d.duckdb"), str(work / "dlt")], work, "dlt")
+    growth = _python("merge_growth.py", [str(month_file), str(work / "growth" / "g.duckdb"), str(months), MEMORY_LIMIT],
+                     work, "growth")
+    merges = json.loads(growth.output.strip().splitlines()[-1])
+    report = _report(rows, month_file, results, merges)
+    _write(report, out)
+    return report
+
+
+def _report(rows: int, month_file: Path, results: dict[str, Measurement], merges: list[dict]) -> dict:
+    floor = results["floor"]
+    steps = {
+        name: {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "disk_high_water_mb": m.disk_high_water_mb,
+               "wall_x_floor": round(m.wall_s / floor.wall_s, 2),
+               "rss_x_floor": round(m.peak_rss_mb / floor.peak_rss_mb, 2),
+               "disk_x_floor": round(m.disk_high_water_mb / max(floor.disk_high_water_mb, 0.1), 2)}
+        for name, m in results.items()
+    }
+    first, last = merges[0]["merge_s"], merges[-1]["merge_s"]
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "month": {"rows": rows, "gzip_mb": round(month_file.stat().st_size / 2**20, 1)},
+        "steps": steps,
+        "ratios": {
+            "ours_vs_floor_wall": steps["ours"]["wall_x_floor"],
+            "dlt_vs_ours_wall": round(results["dlt_merge"].wall_s / results["ours"].wall_s, 2),
+            "merge_last_vs_first": round(last / first, 2),
+            **({"rss_2x_rows_vs_1x": round(steps["ours_2x_rows"]["peak_rss_mb"] / steps["ours"]["peak_rss_mb"], 2)}
+               if "ours_2x_rows" in steps else {}),
+        },
+        "merges": merges,
+    }
+
+
+def _write(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [
+        f"# Benchmark, {report['date']}", "",
+        f"{report['month']['rows']:,} rows ({report['month']['gzip_mb']} MiB gzip), "
+        f"{report['machine']['cpus']} cores, Python {report['machine']['python']}.", "",
+        "| step | wall s | x floor | peak RSS MiB | x floor | disk high-water MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in report["steps"].items():
+        lines.append(f"| {name} | {s['wall_s']} | {s['wall_x_floor']} | {s['peak_rss_mb']} | {s['rss_x_floor']} "
+                     f"| {s['disk_high_water_mb']} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in report["ratios"].items()]
+    lines += ["", "Merge of each month into the growing main table:", "",
+              "| month | merge s | table rows |", "|---|---:|---:|"]
+    lines += [f"| {m['month']} | {m['merge_s']} | {m['table_rows']:,} |" for m in report["merges"]]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    _chart(report, out / "results.png")
+
+
+def _chart(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = report["steps"]
+    fig, (wall, rss, growth) = plt.subplots(1, 3, figsize=(15, 4.5))
+    names = list(steps)
+    wall.bar(names, [steps[n]["wall_s"] for n in names], color="#4c72b0")
+    wall.set_title("wall time (s)")
+    rss.bar(names, [steps[n]["peak_rss_mb"] for n in names], color="#dd8452")
+    rss.axhline(1024, color="red", linestyle="--", linewidth=1, label="1 GiB")
+    rss.set_title("peak RSS of the process tree (MiB)")
+    rss.legend()
+    merges = report["merges"]
+    growth.plot([m["month"] for m in merges], [m["merge_s"] for m in merges], marker="o")
+    growth.set_ylim(bottom=0)
+    growth.set_title("merge time as the main table grows (s)")
+    for axis in (wall, rss, growth):
+        axis.tick_params(axis="x", rotation=30)
+    fig.suptitle(f"yellow month, {report['month']['rows']:,} rows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=7_667_792, help="rows of the month (yellow 2019-01 has 7,667,792)")
+    parser.add_argument("--months", type=int, default=12, help="months merged into the growing main table")
+    parser.add_argument("--no-double", action="store_true", help="skip the 2x-rows memory run")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
+    args = parser.parse_args()
+    report = run(args.rows, args.months, args.out, args.work, double=not args.no_double)
+    print((args.out / "results.md").read_text())
+    shutil.rmtree(args.work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

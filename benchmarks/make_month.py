@@ -1,0 +1,37 @@
+"""Builds a realistic month from real rows: the bundled yellow 2021-01 head, resampled (seeded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from taxi_pipeline.lib import duckdb_sql as sql
+from taxi_pipeline.lib.colours import YELLOW
+
+HEAD = Path(__file__).parents[1] / "taxi_pipeline_tests/data/mirror/yellow/yellow_tripdata_2021-01.csv.gz"
+SHIFT_SPAN_S = 28 * 86_400  # pickups move by up to four weeks, so resampled rows rarely coincide
+
+
+def make_month(dest: Path, rows: int, seed: int = 42) -> Path:
+    """Row j is head row hash(j, seed) mod n with both timestamps shifted by the same j-derived
+    offset: real values, a real distribution, deterministic for a seed. Written gzipped."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = true")
+    con.execute(
+        "CREATE TABLE head AS SELECT row_number() OVER () - 1 AS i, * FROM "
+        + sql.read_raw_csv(YELLOW), {"path": str(HEAD)},
+    )
+    [(n,)] = con.execute("SELECT count(*) FROM head").fetchall()
+    fields = ", ".join(
+        f"strftime(CAST(h.{sql.q(c.name)} AS TIMESTAMP) + to_seconds((g.j * 7919) % {SHIFT_SPAN_S}), "
+        f"'%Y-%m-%d %H:%M:%S') AS {sql.q(c.name)}" if c.type.name == "TIMESTAMP" else f"h.{sql.q(c.name)}"
+        for c in YELLOW.columns
+    )
+    con.execute(
+        f"COPY (SELECT {fields} FROM range({int(rows)}) g(j) JOIN head h ON h.i = hash(g.j, {int(seed)}) % {n} "
+        f"ORDER BY g.j) TO '{dest}' (HEADER, DELIMITER ',', COMPRESSION gzip)"
+    )
+    con.close()
+    return dest

@@ -1,0 +1,25 @@
+"""Stages and merges the same month under N month names into one growing main table; prints the
+seconds each merge took, as JSON. Staging tables are dropped after their merge to bound disk."""
+
+import datetime as dt
+import json
+import sys
+import time
+
+from taxi_pipeline.lib import duckdb_sql as sql
+from taxi_pipeline.lib.colours import YELLOW
+from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
+
+path, database, months, memory_limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+warehouse = DuckDBWarehouse(database, "zoomcamp", memory_limit=memory_limit)
+merges = []
+for i in range(months):
+    month = dt.date(2019 + i // 12, i % 12 + 1, 1)
+    warehouse.stage(YELLOW, month, path)
+    started = time.monotonic()
+    result = warehouse.merge(YELLOW, month)
+    merges.append({"month": f"{month:%Y-%m}", "merge_s": round(time.monotonic() - started, 2),
+                   "inserted": result.inserted, "table_rows": result.table_rows})
+    with warehouse.connect() as con:
+        con.execute(sql.drop_table("zoomcamp", YELLOW.staging_table(month)))
+print(json.dumps(merges))

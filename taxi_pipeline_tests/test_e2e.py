@@ -1,0 +1,281 @@
+"""End to end, as a user runs it: a real `dagster-webserver` and `dagster-daemon` on 127.0.0.1 with a
+temporary DAGSTER_HOME (the project's dagster.yaml), a loopback HTTP mirror of real TLC rows, the
+GraphQL mutation the UI's backfill launcher sends, the `dagster job backfill` / `launch` CLI, a
+daemon-driven schedule tick, and headless Chromium on the asset's partitions page. Both servers
+are stopped by the fixture that started them (their whole process groups), even on failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from taxi_pipeline.lib.colours import GREEN, YELLOW
+from taxi_pipeline_tests.servers import serve_folder
+from taxi_pipeline_tests.support import MIRROR, query, read_csv_gz, write_csv_gz
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).parents[1]
+BIN = Path(sys.executable).parent
+ARTIFACTS = ROOT / "test-artifacts"
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+BACKFILL_DONE = {"COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED", "COMPLETED"}
+GREEN_2020 = [f"2020-{m:02d}-01" for m in range(1, 13)]
+
+
+def _previous_month(today: dt.date) -> dt.date:
+    return (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+
+
+def build_mirror(root: Path) -> dict[str, int]:
+    """Real months where we have them; the others generated from real rows (distinct slices of
+    green 2020-10). Returns the data rows of every file, by file name."""
+    shutil.copytree(MIRROR, root)
+    header, october = read_csv_gz(MIRROR / "green" / "green_tripdata_2020-10.csv.gz")
+    generated = [f"2020-{m:02d}" for m in range(1, 13) if m not in (4, 10)] + ["2019-02", "2019-03"]
+    generated.append(f"{_previous_month(dt.datetime.now(dt.timezone.utc).date()):%Y-%m}")  # for the schedule
+    for i, month in enumerate(generated):
+        write_csv_gz(root / "green" / f"green_tripdata_{month}.csv.gz", header, october[i * 1500 : i * 1500 + 1200])
+    return {path.name.removesuffix(".gz"): len(read_csv_gz(path)[1]) for path in root.rglob("*.csv.gz")}
+
+
+@dataclass
+class Stack:
+    url: str
+    env: dict[str, str]
+    taxi_home: Path
+    rows: dict[str, int]
+
+    def graphql(self, document: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=json.dumps({"query": document, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.load(response)
+        assert "errors" not in body, body
+        return body["data"]
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run([str(BIN / "dagster"), *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    def runs(self, **tags: str) -> list[dict]:
+        data = self.graphql(RUNS, {"filter": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}})
+        return data["runsOrError"]["results"]
+
+    def wait_for_runs(self, count: int, timeout_s: float = 300, **tags: str) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            runs = self.runs(**tags)
+            if len(runs) >= count and all(r["status"] in TERMINAL for r in runs):
+                return runs
+            time.sleep(2)
+        raise AssertionError(f"runs {tags} not done in {timeout_s} s: {[r['status'] for r in self.runs(**tags)]}")
+
+    def month_rows(self, colour) -> dict[str, int]:
+        return dict(query(self.taxi_home, f"SELECT filename, count(*) FROM zoomcamp.{colour.main_table} GROUP BY 1"))
+
+
+RUNS = """query Runs($filter: RunsFilter) { runsOrError(filter: $filter) {
+  ... on Runs { results { runId status jobName tags { key value } } } } }"""
+LAUNCH_BACKFILL = """mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) { __typename
+    ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
+    ... on PartitionSetNotFoundError { message } ... on InvalidSubsetError { message } } }"""
+BACKFILL = """query Backfill($backfillId: String!) { partitionBackfillOrError(backfillId: $backfillId) {
+  ... on PartitionBackfill { status isAssetBackfill numPartitions } } }"""
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the whole group (server, code server), then SIGKILL what is left."""
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    rows = build_mirror(root / "mirror")
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    with serve_folder(root / "mirror") as mirror:
+        env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "TAXI_HOME": str(root / "taxi"),
+               "TAXI_SOURCE_URL": mirror.url, "TAXI_SCHEDULE_CRON": "* * * * *"}
+        subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)
+        port = _free_port()
+        logs = {name: open(root / f"{name}.log", "wb") for name in ("webserver", "daemon")}
+        procs = [
+            subprocess.Popen([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+                             cwd=ROOT, env=env, stdout=logs["webserver"], stderr=subprocess.STDOUT, start_new_session=True),
+            subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                             cwd=ROOT, env=env, stdout=logs["daemon"], stderr=subprocess.STDOUT, start_new_session=True),
+        ]
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/server_info", timeout=2).read()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, (root / "webserver.log").read_text()[-3000:]
+                    time.sleep(0.5)
+            yield Stack(url, env, root / "taxi", rows)
+        finally:
+            for proc in procs:
+                _stop(proc)
+            for log in logs.values():
+                log.close()
+            ARTIFACTS.mkdir(exist_ok=True)
+            for name in logs:
+                shutil.copy(root / f"{name}.log", ARTIFACTS / f"e2e_{name}.log")
+
+
+def _tags(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["tags"]}
+
+
+def _launch_backfill(stack: Stack, params: dict) -> str:
+    result = stack.graphql(LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    return result["backfillId"]
+
+
+def _wait_for_backfill(stack: Stack, backfill_id: str, timeout_s: float = 420) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        backfill = stack.graphql(BACKFILL, {"backfillId": backfill_id})["partitionBackfillOrError"]
+        if backfill["status"] in BACKFILL_DONE:
+            return backfill
+        time.sleep(2)
+    raise AssertionError(f"backfill {backfill_id} still {backfill['status']} after {timeout_s} s")
+
+
+def _assert_backfill_runs(stack: Stack, colour, runs: list[dict], partitions: list[str]) -> None:
+    assert sorted(_tags(r)["dagster/partition"] for r in runs) == partitions
+    for run in runs:
+        tags = _tags(run)
+        month = dt.date.fromisoformat(tags["dagster/partition"])
+        assert run["status"] == "SUCCESS", run
+        assert tags["backfill"] == "true" and tags["taxi"] == colour.name
+        assert tags["file"] == colour.file_name(month)
+    loaded = stack.month_rows(colour)
+    for partition in partitions:
+        file_name = colour.file_name(dt.date.fromisoformat(partition))
+        assert loaded[file_name] == stack.rows[file_name], file_name
+
+
+def test_a_ui_asset_backfill_of_green_2020_loads_12_months_each_run_tagged(stack):
+    started = time.monotonic()
+    backfill_id = _launch_backfill(stack, {
+        "assetSelection": [{"path": [key]} for key in ("green_raw_csv", "green_staging", "green_tripdata")],
+        "partitionNames": GREEN_2020, "fromFailure": False,
+        "tags": [{"key": "dagster/from_ui", "value": "true"}],  # no backfill tag: the code adds it
+    })
+    assert _wait_for_backfill(stack, backfill_id)["status"] == "COMPLETED_SUCCESS"
+    runs = stack.runs(**{"dagster/backfill": backfill_id})
+    assert len(runs) == 12
+    _assert_backfill_runs(stack, GREEN, runs, GREEN_2020)
+    print(f"UI asset backfill: 12 runs in {time.monotonic() - started:.0f} s")
+
+
+def test_a_ui_job_page_backfill_tags_its_runs_too(stack):
+    partitions = ["2020-01-01", "2020-07-01"]
+    backfill_id = _launch_backfill(stack, {
+        "selector": {"partitionSetName": "yellow_taxi_job_partition_set", "repositorySelector": {
+            "repositoryLocationName": "taxi_pipeline.definitions", "repositoryName": "__repository__"}},
+        "partitionNames": partitions, "fromFailure": False,
+        "tags": [{"key": "dagster/from_ui", "value": "true"}],
+    })
+    _wait_for_backfill(stack, backfill_id)
+    runs = stack.wait_for_runs(2, **{"dagster/backfill": backfill_id})
+    _assert_backfill_runs(stack, YELLOW, runs, partitions)
+
+
+def test_the_cli_backfill_of_three_months(stack):
+    started = time.monotonic()
+    output = stack.cli("job", "backfill", "-w", "workspace.yaml", "-j", "green_taxi_job", "--from", "2019-01-01",
+                       "--to", "2019-03-01", "--tags", '{"backfill": "true"}', "--noprompt")
+    backfill_id = output.split("Launched backfill job `")[1].split("`")[0] if "Launched backfill job `" in output else None
+    tags = {"dagster/backfill": backfill_id} if backfill_id else {"backfill": "true", "dagster/partition_set": "green_taxi_job_partition_set"}
+    runs = stack.wait_for_runs(3, **tags)
+    _assert_backfill_runs(stack, GREEN, runs, ["2019-01-01", "2019-02-01", "2019-03-01"])
+    print(f"CLI backfill: 3 runs in {time.monotonic() - started:.0f} s")
+
+
+def test_a_cli_launch_is_dequeued_by_the_daemon(stack):
+    started = time.monotonic()
+    stack.cli("job", "launch", "-w", "workspace.yaml", "-j", "yellow_taxi_job",
+              "--tags", '{"dagster/partition": "2021-01-01", "launched_by": "e2e"}')
+    [run] = stack.wait_for_runs(1, launched_by="e2e")
+    tags = _tags(run)
+    assert run["status"] == "SUCCESS" and run["jobName"] == "yellow_taxi_job"
+    assert tags["taxi"] == "yellow" and tags["file"] == "yellow_tripdata_2021-01.csv" and "backfill" not in tags
+    assert stack.month_rows(YELLOW)["yellow_tripdata_2021-01.csv"] == 22_792
+    print(f"CLI launch: 1 run in {time.monotonic() - started:.0f} s")
+
+
+def test_the_daemon_ticks_the_schedule_and_its_run_succeeds(stack):
+    month = _previous_month(dt.datetime.now(dt.timezone.utc).date())
+    runs = stack.wait_for_runs(1, timeout_s=150, **{"dagster/schedule_name": "green_taxi_schedule"})
+    [run] = [r for r in runs if _tags(r)["dagster/partition"] == f"{month:%Y-%m-%d}"]
+    tags = _tags(run)
+    assert run["status"] == "SUCCESS"
+    assert tags["trigger"] == "schedule" and "backfill" not in tags and tags["taxi"] == "green"
+    assert stack.month_rows(GREEN)[GREEN.file_name(month)] == stack.rows[GREEN.file_name(month)]
+    # yellow has no file for that month in the mirror: its ticks skip instead of launching a run
+    assert stack.runs(**{"dagster/schedule_name": "yellow_taxi_schedule"}) == []
+
+
+def test_the_ui_shows_the_backfilled_partitions_as_materialized(stack):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "headless Chromium is needed: apt-get install chromium (.ci/run does)"
+    stack.graphql("mutation { setNuxSeen }")
+    page = f"{stack.url}/assets/green_tripdata?view=partitions"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--window-size=1400,900", "--virtual-time-budget=20000"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "green_tripdata_partitions.png"
+    profile = Path(stack.taxi_home).parent / "chromium-profile"
+    subprocess.run([chromium, *flags, f"--user-data-dir={profile}", f"--screenshot={screenshot}", page],
+                   capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([chromium, *flags, f"--user-data-dir={profile}", "--dump-dom", page],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert screenshot.stat().st_size > 10_000
+    materialized = len(stack.month_rows(GREEN))
+    assert f"Materialized ({materialized})" in dom or f"{materialized} materialized" in dom.lower(), dom[-3000:]
