@@ -73,3 +73,28 @@ def test_a_month_published_late_is_picked_up_by_the_next_tick(tmp_path):
 def test_the_cron_can_be_overridden_for_tests():
     schedule = build_colour_schedule(GREEN, build_colour_job(GREEN), cron="* * * * *")
     assert schedule.cron_schedule == "* * * * *"
+
+
+def test_a_loaded_month_is_not_launched_again(tmp_path):
+    mirror = copy_mirror(tmp_path / "mirror")
+    resources = make_resources(tmp_path / "home", mirror.as_uri())
+    job = build_colour_job(GREEN)
+    schedule = build_colour_schedule(GREEN, job)
+    definitions = dg.Definitions(
+        assets=build_colour_assets(GREEN, "file", "duckdb"), jobs=[job], schedules=[schedule], resources=resources,
+    )
+    when = dt.datetime(2020, 11, 1, 9, tzinfo=dt.timezone.utc)
+    with dg.instance_for_test() as instance:
+        def tick():
+            context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources,
+                                                repository_def=definitions.get_repository_def())
+            return schedule.evaluate_tick(context)
+
+        [request] = tick().run_requests
+        assert request.partition_key == "2020-10-01"
+        result = definitions.resolve_job_def("green_taxi_job").execute_in_process(
+            partition_key="2020-10-01", instance=instance, tags=request.tags,
+        )
+        assert result.success
+        again = tick()
+        assert not again.run_requests and "2020-10" not in again.skip_message
