@@ -1,0 +1,103 @@
+"""Every BigQuery statement of the pipeline. Identifiers are validated, values are query parameters.
+
+The row id follows `rowid.py` exactly, from the raw text of each field (the month is first loaded
+as all-STRING columns), so BigQuery and DuckDB give the same ids for the same file.
+"""
+
+from __future__ import annotations
+
+import re
+
+from taxi_pipeline.lib.colours import Colour, LogicalType
+from taxi_pipeline.lib.identifiers import validate_identifier
+
+TYPES = {
+    LogicalType.STRING: "STRING",
+    LogicalType.TIMESTAMP: "TIMESTAMP",
+    LogicalType.INTEGER: "INT64",
+    LogicalType.NUMERIC: "NUMERIC",
+}
+_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,61}[a-z0-9]")
+SEP = "'\\x1f'"  # the unit separator, as a BigQuery string literal
+
+
+def validate_project(project: str) -> str:
+    if not isinstance(project, str) or not _PROJECT.fullmatch(project):
+        raise ValueError(f"invalid project {project!r}: expected a GCP project id like 'my-project-123'")
+    return project
+
+
+def table_id(project: str, dataset: str, name: str) -> str:
+    """`project.dataset.table` for the client API."""
+    return f"{validate_project(project)}.{validate_identifier('dataset', dataset)}.{validate_identifier('table', name)}"
+
+
+def table(project: str, dataset: str, name: str) -> str:
+    """The same, quoted for SQL."""
+    return f"`{table_id(project, dataset, name)}`"
+
+
+def _column(name: str) -> str:
+    return f"`{validate_identifier('column', name)}`"
+
+
+def create_main_table(project: str, dataset: str, colour: Colour) -> str:
+    """Partitioned by the file's month and clustered by id, so a month's merge scans one partition."""
+    columns = ", ".join(f"{_column(c.name)} {TYPES[c.type]}" for c in colour.columns)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table(project, dataset, colour.main_table)} "
+        f"(unique_row_id STRING NOT NULL, filename STRING NOT NULL, {columns}, file_month DATE NOT NULL) "
+        "PARTITION BY file_month CLUSTER BY unique_row_id"
+    )
+
+
+def create_staging_table(project: str, dataset: str, colour: Colour, staging: str, raw: str) -> str:
+    """Typed staging table with ids, from the all-STRING load. Binds @filename and @file_month."""
+    raw_text = ", ".join(f"IFNULL({_column(c.name)}, '')" for c in colour.columns)
+    typed = ", ".join(f"CAST({_column(c.name)} AS {TYPES[c.type]}) AS {_column(c.name)}" for c in colour.columns)
+    return (
+        f"CREATE OR REPLACE TABLE {table(project, dataset, staging)} AS "
+        f"WITH hashed AS (SELECT TO_HEX(MD5(ARRAY_TO_STRING([@filename, {raw_text}], {SEP}))) AS first_id, * "
+        f"FROM {table(project, dataset, raw)}), "
+        "numbered AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY first_id) AS k FROM hashed) "
+        f"SELECT IF(k = 1, first_id, TO_HEX(MD5(CONCAT(first_id, {SEP}, CAST(k AS STRING))))) AS unique_row_id, "
+        f"@filename AS filename, {typed}, @file_month AS file_month FROM numbered"
+    )
+
+
+def first_bad_value(project: str, dataset: str, colour: Colour, raw: str) -> str:
+    """For an error message: one value per typed column that does not cast (the load keeps no
+    line numbers, so the row's fields identify it)."""
+    checks = " UNION ALL ".join(
+        f"(SELECT '{c.name}' AS column_name, '{c.type.value}' AS expected, {_column(c.name)} AS value "
+        f"FROM {table(project, dataset, raw)} WHERE {_column(c.name)} IS NOT NULL "
+        f"AND SAFE_CAST({_column(c.name)} AS {TYPES[c.type]}) IS NULL LIMIT 1)"
+        for c in colour.columns if c.type is not LogicalType.STRING
+    )
+    return f"SELECT * FROM ({checks}) LIMIT 1"
+
+
+def merge_month(project: str, dataset: str, colour: Colour, staging: str) -> str:
+    """Kestra's MERGE, corrected: also deletes the file's rows that left it. Binds @filename and
+    @file_month; the partition filter in ON keeps the scan to the month's partition."""
+    columns = ["unique_row_id", "filename", *(c.name for c in colour.columns), "file_month"]
+    names = ", ".join(_column(c) for c in columns)
+    values = ", ".join(f"S.{_column(c)}" for c in columns)
+    return (
+        f"MERGE {table(project, dataset, colour.main_table)} T USING {table(project, dataset, staging)} S "
+        "ON T.file_month = @file_month AND T.unique_row_id = S.unique_row_id "
+        f"WHEN NOT MATCHED BY TARGET THEN INSERT ({names}) VALUES ({values}) "
+        "WHEN NOT MATCHED BY SOURCE AND T.file_month = @file_month AND T.filename = @filename THEN DELETE"
+    )
+
+
+def count_rows(project: str, dataset: str, name: str) -> str:
+    return f"SELECT COUNT(*) FROM {table(project, dataset, name)}"
+
+
+def month_stats(project: str, dataset: str, colour: Colour) -> str:
+    """Rows and distinct ids of one file. Binds @filename and @file_month."""
+    return (
+        f"SELECT COUNT(*), COUNT(DISTINCT unique_row_id) FROM {table(project, dataset, colour.main_table)} "
+        "WHERE file_month = @file_month AND filename = @filename"
+    )

@@ -1,0 +1,146 @@
+"""The production warehouse: BigQuery. The CSV never passes through Python here: a load job reads
+it from the bucket, and SQL does the rest."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+
+from google.api_core import exceptions as google_errors
+from google.cloud import bigquery
+
+from taxi_pipeline.lib import bigquery_sql as sql
+from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.csvgz import InvalidFileError
+from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.warehouse import MergeResult, MonthStats, StageResult
+
+log = logging.getLogger(__name__)
+ClientFactory = Callable[[], contextlib.AbstractContextManager[bigquery.Client]]
+
+
+class BigQueryWarehouse:
+    """Stages a month by load job, merges it with one MERGE, retries BigQuery's DML conflicts."""
+
+    def __init__(
+        self, client: ClientFactory, project: str, dataset: str, location: str | None = None,
+        merge_attempts: int = 6,
+    ):
+        self._client = client
+        self.project = sql.validate_project(project)
+        self.dataset = validate_identifier("dataset", dataset)
+        self.location = location
+        self.merge_attempts = merge_attempts
+
+    def table_name(self, table: str) -> str:
+        return sql.table_id(self.project, self.dataset, table)
+
+    def stage(self, colour: Colour, month: dt.date, object_uri: str) -> StageResult:
+        staging, raw = colour.staging_table(month), f"{colour.staging_table(month)}__raw"
+        with self._client() as client:
+            self._ensure_dataset(client)
+            self._load_as_text(client, colour, month, object_uri, raw)
+            try:
+                self._query(client, sql.create_staging_table(self.project, self.dataset, colour, staging, raw),
+                            self._month_params(colour, month))
+            except google_errors.BadRequest as exc:
+                raise self._locate_bad_value(client, colour, month, raw) from exc
+            finally:
+                client.delete_table(self.table_name(raw), not_found_ok=True)
+            [(rows,)] = self._query(client, sql.count_rows(self.project, self.dataset, staging))
+        return StageResult(self.table_name(staging), rows)
+
+    def merge(self, colour: Colour, month: dt.date) -> MergeResult:
+        params = self._month_params(colour, month)
+        with self._client() as client:
+            self._query(client, sql.create_main_table(self.project, self.dataset, colour))
+            before = self._stats(client, colour, params)
+            job = self._merge_with_retries(client, sql.merge_month(
+                self.project, self.dataset, colour, colour.staging_table(month)), params)
+            after = self._stats(client, colour, params)
+            [(table_rows,)] = self._query(client, sql.count_rows(self.project, self.dataset, colour.main_table))
+        inserted, deleted = _dml_counts(job, before.rows, after.rows)
+        return MergeResult(self.table_name(colour.main_table), inserted, deleted, after.rows, table_rows)
+
+    def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
+        with self._client() as client:
+            self._query(client, sql.create_main_table(self.project, self.dataset, colour))
+            return self._stats(client, colour, self._month_params(colour, month))
+
+    def _stats(self, client: bigquery.Client, colour: Colour, params) -> MonthStats:
+        [(rows, distinct)] = self._query(client, sql.month_stats(self.project, self.dataset, colour), params)
+        return MonthStats(rows, distinct)
+
+    def _ensure_dataset(self, client: bigquery.Client) -> None:
+        dataset = bigquery.Dataset(f"{self.project}.{self.dataset}")
+        dataset.location = self.location
+        client.create_dataset(dataset, exists_ok=True)
+
+    def _load_as_text(self, client, colour: Colour, month: dt.date, uri: str, raw: str) -> None:
+        """A load job (not an external table: faster, and what every emulator supports), every
+        column STRING so the ids hash the file's own text."""
+        config = bigquery.LoadJobConfig(
+            schema=[bigquery.SchemaField(c.name, "STRING") for c in colour.columns],
+            source_format=bigquery.SourceFormat.CSV, skip_leading_rows=1,
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE, max_bad_records=0,
+        )
+        job = client.load_table_from_uri(uri, self.table_name(raw), job_config=config)
+        try:
+            job.result()
+        except google_errors.GoogleAPIError as exc:
+            details = "; ".join(e.get("message", "") for e in (job.errors or [])[:3]) or str(exc)
+            raise InvalidFileError(colour.file_name(month), f"BigQuery could not load {uri}: {details}") from exc
+
+    def _merge_with_retries(self, client, statement: str, params) -> bigquery.QueryJob:
+        """BigQuery runs one DML per table at a time and fails the loser of a race with 'could not
+        serialize access'; a backfill's concurrent merges wait and try again instead."""
+        for attempt in range(1, self.merge_attempts + 1):
+            try:
+                job = client.query(statement, job_config=bigquery.QueryJobConfig(query_parameters=params))
+                job.result()
+                return job
+            except (google_errors.BadRequest, google_errors.Conflict) as exc:
+                if "serialize" not in str(exc).lower() or attempt == self.merge_attempts:
+                    raise
+                delay = random.uniform(0.5, 1.0) * 2**attempt
+                log.info("merge conflicted with another run's DML; retrying in %.1f s", delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _locate_bad_value(self, client, colour: Colour, month: dt.date, raw: str) -> InvalidFileError:
+        rows = self._query(client, sql.first_bad_value(self.project, self.dataset, colour, raw))
+        if not rows:
+            return InvalidFileError(colour.file_name(month), "a value could not be converted to its column's type")
+        column, expected, value = rows[0]
+        return InvalidFileError(colour.file_name(month), f"column {column}: {value!r} is not a valid {expected}")
+
+    def _query(self, client: bigquery.Client, statement: str, params=()) -> list[tuple]:
+        job = client.query(statement, job_config=bigquery.QueryJobConfig(query_parameters=list(params)))
+        return [tuple(row.values()) for row in job.result()]
+
+    @staticmethod
+    def _month_params(colour: Colour, month: dt.date) -> list[bigquery.ScalarQueryParameter]:
+        return [
+            bigquery.ScalarQueryParameter("filename", "STRING", colour.file_name(month)),
+            bigquery.ScalarQueryParameter("file_month", "DATE", month),
+        ]
+
+
+def _dml_counts(job: bigquery.QueryJob, rows_before: int, rows_after: int) -> tuple[int, int]:
+    """Inserted and deleted rows, from the job's DML statistics when the service reports them."""
+    stats = getattr(job, "dml_stats", None)
+    if stats is not None and stats.inserted_row_count is not None:
+        return stats.inserted_row_count, stats.deleted_row_count or 0
+    affected = job.num_dml_affected_rows or 0  # inserted + deleted = affected, after - before = ins - del
+    inserted = (affected + rows_after - rows_before) // 2
+    return inserted, affected - inserted
+
+
+@contextlib.contextmanager
+def client_from(client: bigquery.Client) -> Iterator[bigquery.Client]:
+    """A factory over an existing client (tests, scripts)."""
+    yield client
