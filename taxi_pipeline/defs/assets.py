@@ -38,6 +38,7 @@ def table_schema(colour: Colour) -> dg.TableSchema:
 def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) -> list[dg.AssetsDefinition]:
     """The three monthly assets of one colour; `*_kind` only label them in the UI."""
     common = dict(partitions_def=MONTHLY_PARTITIONS, group_name=colour.name)
+    table = dict(kinds={"sql", warehouse_kind}, pool=WAREHOUSE_POOL, **common)
 
     @dg.asset(
         key=raw_asset_key(colour), kinds={"csv", store_kind}, **common,
@@ -69,8 +70,7 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
         })
 
     @dg.asset(
-        key=staging_asset_key(colour), deps=[raw_csv], kinds={"sql", warehouse_kind}, **common,
-        pool=WAREHOUSE_POOL,
+        key=staging_asset_key(colour), deps=[raw_csv], **table,
         description=f"The month's {colour.name} rows as a typed table `{colour.name}_tripdata_YYYY_MM`, "
         "with `unique_row_id` (one per source row) and `filename`. Replaced on every run.",
     )
@@ -80,7 +80,9 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
         started = time.monotonic()
         stored = target.store().stat(colour.object_key(month))
         if stored is None:
-            raise FileNotFoundError(f"{colour.object_key(month)} is not in the bucket: materialize {raw_csv.key.to_user_string()} first")
+            raise FileNotFoundError(
+                f"{colour.object_key(month)} is not in the bucket: materialize {raw_csv.key.to_user_string()} first"
+            )
         result = target.warehouse().stage(colour, month, stored.uri)
         source_rows = int(stored.metadata["rows"])
         if result.rows != source_rows:
@@ -96,8 +98,7 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
         })
 
     @dg.asset(
-        key=main_asset_key(colour), deps=[staging], kinds={"sql", warehouse_kind}, **common,
-        pool=WAREHOUSE_POOL,
+        key=main_asset_key(colour), deps=[staging], **table,
         description=f"Every loaded month of {colour.name} trips, each source row exactly once. A "
         "month's merge inserts its new row ids and deletes its rows that left the source file.",
     )

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
@@ -139,8 +139,3 @@ def _dml_counts(job: bigquery.QueryJob, rows_before: int, rows_after: int) -> tu
     inserted = (affected + rows_after - rows_before) // 2
     return inserted, affected - inserted
 
-
-@contextlib.contextmanager
-def client_from(client: bigquery.Client) -> Iterator[bigquery.Client]:
-    """A factory over an existing client (tests, scripts)."""
-    yield client

@@ -128,6 +128,11 @@ def insert_new_rows(dataset: str, colour: Colour, staging: str) -> str:
     )
 
 
+def count_month_rows(dataset: str, colour: Colour) -> str:
+    """Rows of one file in the main table. Binds $filename."""
+    return f"SELECT count(*) FROM {table(dataset, colour.main_table)} WHERE filename = $filename"
+
+
 def month_stats(dataset: str, colour: Colour) -> str:
     """Rows and distinct ids of one file in the main table. Binds $filename."""
     return (

@@ -78,7 +78,7 @@ class DuckDBWarehouse:
             [(deleted,)] = con.execute(sql.delete_vanished_rows(self.dataset, colour, staging), params).fetchall()
             [(inserted,)] = con.execute(sql.insert_new_rows(self.dataset, colour, staging), params).fetchall()
             con.execute("COMMIT")
-            [(month_rows, _)] = con.execute(sql.month_stats(self.dataset, colour), params).fetchall()
+            [(month_rows,)] = con.execute(sql.count_month_rows(self.dataset, colour), params).fetchall()
             [(table_rows,)] = con.execute(sql.count_rows(self.dataset, colour.main_table)).fetchall()
         return MergeResult(self.table_name(colour.main_table), inserted, deleted, month_rows, table_rows)
 
