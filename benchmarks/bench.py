@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
     args = parser.parse_args()
-    report = run(args.rows, args.months, args.out, args.work, double=not args.no_double)
+    run(args.rows, args.months, args.out, args.work, double=not args.no_double)
     print((args.out / "results.md").read_text())
     shutil.rmtree(args.work, ignore_errors=True)
 

@@ -23,7 +23,7 @@ def _materializations(result):
 
 
 def test_two_green_months_land_exactly_once_and_a_rerun_adds_nothing(resources, taxi_home):
-    for partition, file_name, rows in (GREEN_2020_04, GREEN_2020_10):
+    for partition, _file_name, rows in (GREEN_2020_04, GREEN_2020_10):
         result = load_month(GREEN, partition, resources)
         assert result.success
         meta = _materializations(result)
