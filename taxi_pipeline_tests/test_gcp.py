@@ -34,7 +34,14 @@ from taxi_pipeline.defs.resources import GcpTarget, SourceResource, TaxiBigQuery
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.emulators import PROJECT
 from taxi_pipeline_tests.support import (
-    MIRROR, copy_mirror, load_month, make_resources, query, read_csv_gz, reference_ids, write_csv_gz,
+    MIRROR,
+    copy_mirror,
+    load_month,
+    make_resources,
+    query,
+    read_csv_gz,
+    reference_ids,
+    write_csv_gz,
 )
 
 pytestmark = pytest.mark.gcp

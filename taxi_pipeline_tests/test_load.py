@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import collections
-import decimal
 import datetime as dt
+import decimal
 
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN, YELLOW, LogicalType
 from taxi_pipeline_tests.support import (
-    MIRROR, copy_mirror, load_month, make_resources, month_ids, query, read_csv_gz, reference_ids,
+    MIRROR,
+    copy_mirror,
+    load_month,
+    make_resources,
+    month_ids,
+    query,
+    read_csv_gz,
+    reference_ids,
     write_csv_gz,
 )
 

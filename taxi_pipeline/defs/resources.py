@@ -6,11 +6,10 @@ come from the environment is a `dg.EnvVar`, so the UI shows where it came from.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import ClassVar
-
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 from dagster_gcp import BigQueryResource, GCSResource
