@@ -19,6 +19,7 @@ def make_month(dest: Path, rows: int, seed: int = 42) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET enable_progress_bar = false")
     con.execute(
         "CREATE TABLE head AS SELECT row_number() OVER () - 1 AS i, * FROM "
         + sql.read_raw_csv(YELLOW), {"path": str(HEAD)},

@@ -99,6 +99,7 @@ class DuckDBWarehouse:
             con.execute(f"SET threads = {int(self.threads)}")
             # Lets big months spill to disk instead of growing the process; order is not needed.
             con.execute("SET preserve_insertion_order = false")
+            con.execute("SET enable_progress_bar = false")  # run logs, not a terminal
             yield con
         finally:
             con.close()
