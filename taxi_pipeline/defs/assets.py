@@ -49,7 +49,8 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
         month = partition_month(context)
         tag_run(context, colour, month)
         started = time.monotonic()
-        key, url = colour.object_key(month), source.url(colour.object_key(month))
+        key = colour.object_key(month)
+        url = source.url(key)
         store = target.store()
         # The object is published only once the whole file is downloaded and valid: re-runs
         # replace it, and a failed run leaves the previous object untouched.

@@ -95,6 +95,14 @@ def count_rows(project: str, dataset: str, name: str) -> str:
     return f"SELECT COUNT(*) FROM {table(project, dataset, name)}"
 
 
+def count_month_rows(project: str, dataset: str, colour: Colour) -> str:
+    """Rows of one file. Binds @filename and @file_month."""
+    return (
+        f"SELECT COUNT(*) FROM {table(project, dataset, colour.main_table)} "
+        "WHERE file_month = @file_month AND filename = @filename"
+    )
+
+
 def month_stats(project: str, dataset: str, colour: Colour) -> str:
     """Rows and distinct ids of one file. Binds @filename and @file_month."""
     return (

@@ -58,21 +58,22 @@ class BigQueryWarehouse:
         params = self._month_params(colour, month)
         with self._client() as client:
             self._query(client, sql.create_main_table(self.project, self.dataset, colour))
-            before = self._stats(client, colour, params)
+            # Row counts only: the distinct-id count is the check's job, not the merge's.
+            month_rows = sql.count_month_rows(self.project, self.dataset, colour)
+            [(before,)] = self._query(client, month_rows, params)
             job = self._merge_with_retries(client, sql.merge_month(
                 self.project, self.dataset, colour, colour.staging_table(month)), params)
-            after = self._stats(client, colour, params)
+            [(after,)] = self._query(client, month_rows, params)
             [(table_rows,)] = self._query(client, sql.count_rows(self.project, self.dataset, colour.main_table))
-        inserted, deleted = _dml_counts(job, before.rows, after.rows)
-        return MergeResult(self.table_name(colour.main_table), inserted, deleted, after.rows, table_rows)
+        inserted, deleted = _dml_counts(job, before, after)
+        return MergeResult(self.table_name(colour.main_table), inserted, deleted, after, table_rows)
 
     def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
         with self._client() as client:
             self._query(client, sql.create_main_table(self.project, self.dataset, colour))
-            return self._stats(client, colour, self._month_params(colour, month))
-
-    def _stats(self, client: bigquery.Client, colour: Colour, params) -> MonthStats:
-        [(rows, distinct)] = self._query(client, sql.month_stats(self.project, self.dataset, colour), params)
+            [(rows, distinct)] = self._query(
+                client, sql.month_stats(self.project, self.dataset, colour), self._month_params(colour, month)
+            )
         return MonthStats(rows, distinct)
 
     def _ensure_dataset(self, client: bigquery.Client) -> None:
