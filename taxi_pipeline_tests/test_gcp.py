@@ -30,7 +30,8 @@ from dagster_gcp import GCSResource
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
-from taxi_pipeline.defs.resources import GcpTarget, SourceResource, TaxiBigQueryResource
+from taxi_pipeline.defs.gcp_target import GcpTarget, TaxiBigQueryResource
+from taxi_pipeline.defs.resources import SourceResource
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.emulators import PROJECT
 from taxi_pipeline_tests.support import (

@@ -1,0 +1,65 @@
+"""The production target: a GCS bucket and a BigQuery dataset, through dagster-gcp's resources.
+
+Its own module so that the embedded default never imports the Google client libraries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import ClassVar
+
+from dagster_gcp import BigQueryResource, GCSResource
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from taxi_pipeline.defs.resources import TargetResource
+from taxi_pipeline.lib.bigquery_warehouse import BigQueryWarehouse
+from taxi_pipeline.lib.gcs_store import GcsObjectStore
+from taxi_pipeline.lib.store import ObjectStore
+from taxi_pipeline.lib.warehouse import Warehouse
+
+__all__ = ["GCSResource", "GcpTarget", "TaxiBigQueryResource"]
+
+
+class TaxiBigQueryResource(BigQueryResource):
+    """dagster-gcp's BigQueryResource, plus an endpoint for a local emulator (it has none)."""
+
+    api_endpoint: str | None = None
+
+    @contextlib.contextmanager
+    def get_client(self) -> Iterator[bigquery.Client]:
+        if not self.api_endpoint:
+            with super().get_client() as client:  # ADC, GOOGLE_APPLICATION_CREDENTIALS or gcp_credentials
+                yield client
+            return
+        client = bigquery.Client(
+            project=self.project, location=self.location, credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.api_endpoint},
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+class GcpTarget(TargetResource):
+    """Production: a GCS bucket and a BigQuery dataset, through dagster-gcp's resources.
+
+    Credentials come from Application Default Credentials or GOOGLE_APPLICATION_CREDENTIALS; the
+    emulators are reached through STORAGE_EMULATOR_HOST and BIGQUERY_EMULATOR_HOST.
+    """
+
+    store_kind: ClassVar[str] = "gcs"
+    warehouse_kind: ClassVar[str] = "bigquery"
+
+    bucket: str
+    dataset: str = "zoomcamp"
+    gcs: GCSResource
+    bigquery: TaxiBigQueryResource
+
+    def store(self) -> ObjectStore:
+        return GcsObjectStore(self.gcs.get_client(), self.bucket, self.bigquery.location)
+
+    def warehouse(self) -> Warehouse:
+        return BigQueryWarehouse(self.bigquery.get_client, self.bigquery.project, self.dataset, self.bigquery.location)
