@@ -251,6 +251,53 @@ def test_a_run_killed_inside_the_merge_leaves_the_old_month_and_a_rerun_complete
     assert table_checksum(home, GREEN)[0] == 35_612 - 300
 
 
+_KILLED_FIRST_LOAD = """
+import contextlib, datetime as dt, sys, time
+from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
+
+class PausingAtCommit:
+    def __init__(self, con):
+        self.con = con
+    def execute(self, query, *args):
+        if query == "COMMIT":
+            print("inserted, about to commit", flush=True)   # the whole month is written, uncommitted
+            time.sleep(120)
+        return self.con.execute(query, *args)
+
+connect = DuckDBWarehouse.connect
+@contextlib.contextmanager
+def pausing_connect(self, read_only=False):
+    with connect(self, read_only) as con:
+        yield PausingAtCommit(con)
+DuckDBWarehouse.connect = pausing_connect
+DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, dt.date(2020, 10, 1))
+"""
+
+
+def test_a_run_killed_before_committing_a_first_load_leaves_the_table_without_the_month(home):
+    """A month's first load skips the anti-joins; a kill after its INSERT must still roll it back."""
+    with serve_folder(MIRROR) as server:
+        staged = load_month(
+            GREEN, "2020-10-01", make_resources(home, server.url), selection=["green_raw_csv", "green_staging"]
+        )
+        assert staged.success
+        before = table_checksum(home, GREEN)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_FIRST_LOAD, str(home / "warehouse.duckdb")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            assert child.stdout.readline().strip() == "inserted, about to commit"
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(10)
+        assert table_checksum(home, GREEN) == before  # April only, as before
+
+        assert load_month(GREEN, "2020-10-01", make_resources(home, server.url)).success
+    assert table_checksum(home, GREEN)[0] == 35_612 + 95_120
+
+
 def test_two_runs_of_the_same_month_at_once_load_it_once(tmp_path, http_mirror):
     """Two processes, same month, same DuckDB file: one waits for the other's lock."""
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "TAXI_HOME": str(tmp_path / "home"),

@@ -128,6 +128,11 @@ def insert_new_rows(dataset: str, colour: Colour, staging: str) -> str:
     )
 
 
+def insert_all_rows(dataset: str, colour: Colour, staging: str) -> str:
+    """Every staging row: the merge of a month the main table does not hold yet."""
+    return f"INSERT INTO {table(dataset, colour.main_table)} BY NAME SELECT * FROM {table(dataset, staging)}"
+
+
 def count_month_rows(dataset: str, colour: Colour) -> str:
     """Rows of one file in the main table. Binds $filename."""
     return f"SELECT count(*) FROM {table(dataset, colour.main_table)} WHERE filename = $filename"

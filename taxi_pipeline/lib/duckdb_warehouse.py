@@ -75,10 +75,17 @@ class DuckDBWarehouse:
             # killed run rolls back. Both statements touch only this file's rows (ids embed the
             # file name), which keeps the cost flat as the table grows.
             con.execute("BEGIN TRANSACTION")
-            [(deleted,)] = con.execute(sql.delete_vanished_rows(self.dataset, colour, staging), params).fetchall()
-            [(inserted,)] = con.execute(sql.insert_new_rows(self.dataset, colour, staging), params).fetchall()
+            [(before,)] = con.execute(sql.count_month_rows(self.dataset, colour), params).fetchall()
+            if before == 0:
+                # A month's first load, as in every backfill: nothing to compare against, so the
+                # anti-joins (0.7 s of a 7.7M-row month) are skipped.
+                deleted = 0
+                [(inserted,)] = con.execute(sql.insert_all_rows(self.dataset, colour, staging)).fetchall()
+            else:
+                [(deleted,)] = con.execute(sql.delete_vanished_rows(self.dataset, colour, staging), params).fetchall()
+                [(inserted,)] = con.execute(sql.insert_new_rows(self.dataset, colour, staging), params).fetchall()
             con.execute("COMMIT")
-            [(month_rows,)] = con.execute(sql.count_month_rows(self.dataset, colour), params).fetchall()
+            month_rows = before - deleted + inserted
             [(table_rows,)] = con.execute(sql.count_rows(self.dataset, colour.main_table)).fetchall()
         return MergeResult(self.table_name(colour.main_table), inserted, deleted, month_rows, table_rows)
 
