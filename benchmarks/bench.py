@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from taxi_pipeline_tests.servers import serve_folder
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 MEMORY_LIMIT = "500MB"  # the pipeline's default DuckDB memory_limit, given to the floor too
+_STEP_TIME = re.compile(r'Finished execution of step "(\w+)" in ([\d.]+)(ms|s)')
 
 
 def _ours(month: str, mirror_url: str, work: Path, name: str) -> Measurement:
@@ -51,22 +53,30 @@ def run(rows: int, months: int, out: Path, work: Path, double: bool) -> dict:
     month_file = make_month(mirror / "yellow" / "yellow_tripdata_2019-01.csv.gz", rows)
     if double:
         make_month(mirror / "yellow" / "yellow_tripdata_2019-02.csv.gz", 2 * rows, seed=43)
-    results: dict[str, dict] = {}
+    results: dict[str, Measurement] = {}
+    floor_args = [str(month_file), str(work / "floor" / "f.duckdb"), MEMORY_LIMIT]
     with serve_folder(mirror) as server:
         print(f"month: {rows:,} rows, {month_file.stat().st_size / 2**20:,.0f} MiB gzip", flush=True)
-        floor = _python("floor.py", [str(month_file), str(work / "floor" / "f.duckdb"), MEMORY_LIMIT], work, "floor")
-        results["floor"] = floor
+        results["floor"] = _python("floor.py", floor_args, work, "floor")
+        ids_args = [str(month_file), str(work / "floor_ids" / "f.duckdb"), MEMORY_LIMIT, "--ids"]
+        results["floor_with_ids"] = _python("floor.py", ids_args, work, "floor_ids")
         results["ours"] = _ours("2019-01-01", server.url, work, "ours")
         if double:
             results["ours_2x_rows"] = _ours("2019-02-01", server.url, work, "ours_2x")
-        results["dlt_merge"] = _python(
-            "dlt_peer.py", [str(month_file), str(work / "dlt" / "d.duckdb"), str(work / "dlt")], work, "dlt")
+    for mode, name in (("documented", "dlt_merge"), ("arrow", "dlt_merge_arrow")):
+        dlt_args = [str(month_file), str(work / name / "d.duckdb"), str(work / name), mode]
+        results[name] = _python("dlt_peer.py", dlt_args, work, name)
     growth = _python("merge_growth.py", [str(month_file), str(work / "growth" / "g.duckdb"), str(months), MEMORY_LIMIT],
                      work, "growth")
     merges = json.loads(growth.output.strip().splitlines()[-1])
     report = _report(rows, month_file, results, merges)
     _write(report, out)
     return report
+
+
+def step_seconds(job_output: str) -> dict[str, float]:
+    """Each step's duration as the run's own log reports it."""
+    return {step: round(float(n) / (1000 if unit == "ms" else 1), 2) for step, n, unit in _STEP_TIME.findall(job_output)}
 
 
 def _report(rows: int, month_file: Path, results: dict[str, Measurement], merges: list[dict]) -> dict:
@@ -78,16 +88,24 @@ def _report(rows: int, month_file: Path, results: dict[str, Measurement], merges
                "disk_x_floor": round(m.disk_high_water_mb / max(floor.disk_high_water_mb, 0.1), 2)}
         for name, m in results.items()
     }
-    first, last = merges[0]["merge_s"], merges[-1]["merge_s"]
+    ours = results["ours"]
+    job_steps = step_seconds(ours.output)
+    job_steps["dagster_start_and_bookkeeping"] = round(ours.wall_s - sum(job_steps.values()), 2)
+    first, last = merges[0], merges[-1]
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "month": {"rows": rows, "gzip_mb": round(month_file.stat().st_size / 2**20, 1)},
         "steps": steps,
+        "ours_step_s": job_steps,
         "ratios": {
             "ours_vs_floor_wall": steps["ours"]["wall_x_floor"],
-            "dlt_vs_ours_wall": round(results["dlt_merge"].wall_s / results["ours"].wall_s, 2),
-            "merge_last_vs_first": round(last / first, 2),
+            "floor_with_ids_vs_floor_wall": steps["floor_with_ids"]["wall_x_floor"],
+            "ours_vs_floor_with_ids_wall": round(ours.wall_s / results["floor_with_ids"].wall_s, 2),
+            "dlt_vs_ours_wall": round(results["dlt_merge"].wall_s / ours.wall_s, 2),
+            "dlt_arrow_vs_ours_wall": round(results["dlt_merge_arrow"].wall_s / ours.wall_s, 2),
+            "merge_last_vs_first": round(last["merge_s"] / first["merge_s"], 2),
+            "rerun_merge_last_vs_first": round(last["rerun_s"] / first["rerun_s"], 2),
             **({"rss_2x_rows_vs_1x": round(steps["ours_2x_rows"]["peak_rss_mb"] / steps["ours"]["peak_rss_mb"], 2)}
                if "ours_2x_rows" in steps else {}),
         },
@@ -100,8 +118,8 @@ def _write(report: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
         f"# Benchmark, {report['date']}", "",
-        f"{report['month']['rows']:,} rows ({report['month']['gzip_mb']} MiB gzip), "
-        f"{report['machine']['cpus']} cores, Python {report['machine']['python']}.", "",
+        (f"{report['month']['rows']:,} rows ({report['month']['gzip_mb']} MiB gzip), "
+         f"{report['machine']['cpus']} cores, Python {report['machine']['python']}."), "",
         "| step | wall s | x floor | peak RSS MiB | x floor | disk high-water MiB |",
         "|---|---:|---:|---:|---:|---:|",
     ]
@@ -110,9 +128,13 @@ def _write(report: dict, out: Path) -> None:
                      f"| {s['disk_high_water_mb']} |")
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in report["ratios"].items()]
-    lines += ["", "Merge of each month into the growing main table:", "",
-              "| month | merge s | table rows |", "|---|---:|---:|"]
-    lines += [f"| {m['month']} | {m['merge_s']} | {m['table_rows']:,} |" for m in report["merges"]]
+    lines += ["", "Where `ours` spends its time (step durations from the run's log):", "",
+              "| step | s |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in report["ours_step_s"].items()]
+    lines += ["", "Merge of each month into the growing main table (first load; re-run of the first and last):",
+              "", "| month | merge s | re-run s | table rows |", "|---|---:|---:|---:|"]
+    lines += [f"| {m['month']} | {m['merge_s']} | {m.get('rerun_s', '')} | {m['table_rows']:,} |"
+              for m in report["merges"]]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     _chart(report, out / "results.png")
 
@@ -133,7 +155,11 @@ def _chart(report: dict, path: Path) -> None:
     rss.set_title("peak RSS of the process tree (MiB)")
     rss.legend()
     merges = report["merges"]
-    growth.plot([m["month"] for m in merges], [m["merge_s"] for m in merges], marker="o")
+    growth.plot([m["month"] for m in merges], [m["merge_s"] for m in merges], marker="o", label="first load")
+    reruns = [m for m in merges if "rerun_s" in m]
+    growth.plot([m["month"] for m in reruns], [m["rerun_s"] for m in reruns], marker="s", linestyle="",
+                label="re-run")
+    growth.legend()
     growth.set_ylim(bottom=0)
     growth.set_title("merge time as the main table grows (s)")
     for axis in (wall, rss, growth):
