@@ -226,6 +226,19 @@ DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, dt.date(2020, 4, 1))
 """
 
 
+def _kill_when_paused(script: str, database: Path, paused: str) -> None:
+    """Runs `script` on `database` in a child, and SIGKILLs it once it prints `paused`."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(database)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == paused
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+
+
 def test_a_run_killed_inside_the_merge_leaves_the_old_month_and_a_rerun_completes(home, served):
     """Stage a corrected file (300 rows fewer), kill the merge after its DELETE, then re-run."""
     header, *rows = TEXT.split(b"\r\n")
@@ -236,15 +249,7 @@ def test_a_run_killed_inside_the_merge_leaves_the_old_month_and_a_rerun_complete
     assert staged.success
     before = table_checksum(home, GREEN)
 
-    child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_MERGE, str(home / "warehouse.duckdb")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "deleted, about to insert"
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(10)
+    _kill_when_paused(_KILLED_MERGE, home / "warehouse.duckdb", "deleted, about to insert")
     assert table_checksum(home, GREEN) == before  # the old month, whole
 
     assert load_month(GREEN, APRIL, make_resources(home, served.url)).success
@@ -278,23 +283,14 @@ DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, dt.date(2020, 10, 1))
 def test_a_run_killed_before_committing_a_first_load_leaves_the_table_without_the_month(home):
     """A month's first load skips the anti-joins; a kill after its INSERT must still roll it back."""
     with serve_folder(MIRROR) as server:
-        staged = load_month(
-            GREEN, "2020-10-01", make_resources(home, server.url), selection=["green_raw_csv", "green_staging"]
-        )
+        resources = make_resources(home, server.url)
+        staged = load_month(GREEN, "2020-10-01", resources, selection=["green_raw_csv", "green_staging"])
         assert staged.success
         before = table_checksum(home, GREEN)
-        child = subprocess.Popen(
-            [sys.executable, "-c", _KILLED_FIRST_LOAD, str(home / "warehouse.duckdb")],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        try:
-            assert child.stdout.readline().strip() == "inserted, about to commit"
-        finally:
-            os.kill(child.pid, signal.SIGKILL)
-            child.wait(10)
+        _kill_when_paused(_KILLED_FIRST_LOAD, home / "warehouse.duckdb", "inserted, about to commit")
         assert table_checksum(home, GREEN) == before  # April only, as before
 
-        assert load_month(GREEN, "2020-10-01", make_resources(home, server.url)).success
+        assert load_month(GREEN, "2020-10-01", resources).success
     assert table_checksum(home, GREEN)[0] == 35_612 + 95_120
 
 
