@@ -210,53 +210,7 @@ def test_a_server_that_keeps_stalling_fails_clearly_after_the_retries(home, serv
 
 # --- process faults -----------------------------------------------------------------------------
 
-_KILLED_MERGE = """
-import datetime as dt, sys, time
-import taxi_pipeline.lib.duckdb_sql as sql
-from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
-
-insert = sql.insert_new_rows
-def pause_inside_the_transaction(*args):
-    print("deleted, about to insert", flush=True)   # the DELETE has run, uncommitted
-    time.sleep(120)
-    return insert(*args)
-sql.insert_new_rows = pause_inside_the_transaction
-DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, dt.date(2020, 4, 1))
-"""
-
-
-def _kill_when_paused(script: str, database: Path, paused: str) -> None:
-    """Runs `script` on `database` in a child, and SIGKILLs it once it prints `paused`."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", script, str(database)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == paused
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(10)
-
-
-def test_a_run_killed_inside_the_merge_leaves_the_old_month_and_a_rerun_completes(home, served):
-    """Stage a corrected file (300 rows fewer), kill the merge after its DELETE, then re-run."""
-    header, *rows = TEXT.split(b"\r\n")
-    served.month_file.write_bytes(gzip.compress(b"\r\n".join([header, *rows[300:]])))
-    staged = load_month(
-        GREEN, APRIL, make_resources(home, served.url), selection=["green_raw_csv", "green_staging"]
-    )
-    assert staged.success
-    before = table_checksum(home, GREEN)
-
-    _kill_when_paused(_KILLED_MERGE, home / "warehouse.duckdb", "deleted, about to insert")
-    assert table_checksum(home, GREEN) == before  # the old month, whole
-
-    assert load_month(GREEN, APRIL, make_resources(home, served.url)).success
-    assert table_checksum(home, GREEN)[0] == 35_612 - 300
-
-
-_KILLED_FIRST_LOAD = """
+_MERGE_KILLED_AT_COMMIT = """
 import contextlib, datetime as dt, sys, time
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
@@ -266,7 +220,7 @@ class PausingAtCommit:
         self.con = con
     def execute(self, query, *args):
         if query == "COMMIT":
-            print("inserted, about to commit", flush=True)   # the whole month is written, uncommitted
+            print("merged, about to commit", flush=True)   # the month's DELETE/INSERT ran, uncommitted
             time.sleep(120)
         return self.con.execute(query, *args)
 
@@ -276,8 +230,38 @@ def pausing_connect(self, read_only=False):
     with connect(self, read_only) as con:
         yield PausingAtCommit(con)
 DuckDBWarehouse.connect = pausing_connect
-DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, dt.date(2020, 10, 1))
+DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, dt.date.fromisoformat(sys.argv[2]))
 """
+
+
+def _kill_merge_at_commit(database: Path, month: str) -> None:
+    """Merges `month` in a child process and SIGKILLs it inside the merge's transaction."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _MERGE_KILLED_AT_COMMIT, str(database), month],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "merged, about to commit"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+
+
+def test_a_run_killed_inside_the_merge_leaves_the_old_month_and_a_rerun_completes(home, served):
+    """Stage a corrected file (300 rows fewer), kill the merge inside its transaction, then re-run."""
+    header, *rows = TEXT.split(b"\r\n")
+    served.month_file.write_bytes(gzip.compress(b"\r\n".join([header, *rows[300:]])))
+    staged = load_month(
+        GREEN, APRIL, make_resources(home, served.url), selection=["green_raw_csv", "green_staging"]
+    )
+    assert staged.success
+    before = table_checksum(home, GREEN)
+
+    _kill_merge_at_commit(home / "warehouse.duckdb", APRIL)
+    assert table_checksum(home, GREEN) == before  # the old month, whole
+
+    assert load_month(GREEN, APRIL, make_resources(home, served.url)).success
+    assert table_checksum(home, GREEN)[0] == 35_612 - 300
 
 
 def test_a_run_killed_before_committing_a_first_load_leaves_the_table_without_the_month(home):
@@ -287,7 +271,7 @@ def test_a_run_killed_before_committing_a_first_load_leaves_the_table_without_th
         staged = load_month(GREEN, "2020-10-01", resources, selection=["green_raw_csv", "green_staging"])
         assert staged.success
         before = table_checksum(home, GREEN)
-        _kill_when_paused(_KILLED_FIRST_LOAD, home / "warehouse.duckdb", "inserted, about to commit")
+        _kill_merge_at_commit(home / "warehouse.duckdb", "2020-10-01")
         assert table_checksum(home, GREEN) == before  # April only, as before
 
         assert load_month(GREEN, "2020-10-01", resources).success
