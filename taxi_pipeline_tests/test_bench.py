@@ -14,7 +14,9 @@ pytestmark = pytest.mark.bench
 
 def test_the_benchmark_runs_and_writes_its_results(tmp_path):
     report = run(rows=3_000, months=2, out=tmp_path / "out", work=tmp_path / "work", double=True)
-    assert set(report["steps"]) == {"floor", "floor_with_ids", "ours", "ours_2x_rows", "dlt_merge", "dlt_merge_arrow"}
+    assert set(report["steps"]) == {
+        "floor", "floor_with_ids", "ours", "ours_rerun", "ours_2x_rows", "dlt_merge", "dlt_merge_arrow",
+    }
     assert set(report["ours_step_s"]) >= {"yellow_raw_csv", "yellow_staging", "yellow_tripdata"}
     assert report["merges"][0]["rerun_inserted"] == 0 and report["merges"][-1]["rerun_inserted"] == 0
     assert [m["table_rows"] for m in report["merges"]] == [3_000, 6_000]

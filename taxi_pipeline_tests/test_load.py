@@ -5,10 +5,13 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import decimal
+import hashlib
 
 import pytest
 
+from taxi_pipeline.lib import duckdb_sql
 from taxi_pipeline.lib.colours import GREEN, YELLOW, LogicalType
+from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
 from taxi_pipeline_tests.support import (
     MIRROR,
     copy_mirror,
@@ -37,6 +40,7 @@ def test_two_green_months_land_exactly_once_and_a_rerun_adds_nothing(resources, 
         assert meta["green_raw_csv"]["dagster/row_count"].value == rows
         assert meta["green_tripdata"]["dagster/row_count"].value == rows
         assert meta["green_tripdata"]["inserted"].value == rows
+        assert meta["green_staging"]["reused"].value is False
         [check] = result.get_asset_check_evaluations()
         assert check.passed and check.metadata["table_rows"].value == rows
     counts = dict(query(taxi_home, "SELECT filename, count(*) FROM zoomcamp.green_tripdata GROUP BY 1"))
@@ -44,6 +48,7 @@ def test_two_green_months_land_exactly_once_and_a_rerun_adds_nothing(resources, 
 
     for partition, _, _ in (GREEN_2020_04, GREEN_2020_10):
         again = load_month(GREEN, partition, resources)
+        assert _materializations(again)["green_staging"]["reused"].value is True  # same bytes, same code
         assert _materializations(again)["green_tripdata"]["inserted"].value == 0
         assert _materializations(again)["green_tripdata"]["deleted"].value == 0
     assert query(taxi_home, "SELECT count(*), count(DISTINCT unique_row_id) FROM zoomcamp.green_tripdata") == [
@@ -79,12 +84,31 @@ def test_a_changed_file_replaces_its_month_and_leaves_others_alone(tmp_path, tax
     # vanished), rows only withdrawn (nothing new).
     for version, expected in ((rows, (1, 301)), (rows + original[100:400], (300, 0)), (rows[:-10], (0, 310))):
         write_csv_gz(path, header, version)
-        meta = _materializations(load_month(GREEN, GREEN_2020_04[0], resources))["green_tripdata"]
+        materialized = _materializations(load_month(GREEN, GREEN_2020_04[0], resources))
+        meta = materialized["green_tripdata"]
+        assert materialized["green_staging"]["reused"].value is False
         assert (meta["inserted"].value, meta["deleted"].value) == expected
         april = month_ids(taxi_home, GREEN, GREEN_2020_04[1])
         assert sorted(april) == sorted(reference_ids(GREEN_2020_04[1], path)) and len(april) == len(version)
         assert sorted(month_ids(taxi_home, GREEN, GREEN_2020_10[1])) == october_before
     assert query(taxi_home, "SELECT count(*) FROM zoomcamp.green_tripdata WHERE fare_amount = 123.45") == [(1,)]
+
+
+def test_a_staging_table_is_kept_only_when_built_from_the_same_bytes_by_the_same_code(tmp_path, monkeypatch):
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb", "zoomcamp")
+    path = MIRROR / "green" / "green_tripdata_2020-04.csv.gz"
+    april, md5 = dt.date(2020, 4, 1), hashlib.md5(path.read_bytes()).hexdigest()
+
+    def reused(source_md5):
+        result = warehouse.stage(GREEN, april, str(path), source_md5)
+        assert result.rows == 35_612
+        return result.reused
+
+    assert [reused(md5), reused(md5)] == [False, True]
+    assert [reused("0" * 32), reused(md5), reused(None), reused(md5), reused(md5)] == [False] * 4 + [True]
+    numbering = duckdb_sql.number_identical_rows
+    monkeypatch.setattr(duckdb_sql, "number_identical_rows", lambda *args: numbering(*args) + " ")  # new code
+    assert [reused(md5), reused(md5)] == [False, True]
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,8 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
     @dg.asset(
         key=staging_asset_key(colour), deps=[raw_csv], **table,
         description=f"The month's {colour.name} rows as a typed table `{colour.name}_tripdata_YYYY_MM`, "
-        "with `unique_row_id` (one per source row) and `filename`. Replaced on every run.",
+        "with `unique_row_id` (one per source row) and `filename`. Rebuilt unless it was built from "
+        "the same file bytes by the same code.",
     )
     def staging(context: dg.AssetExecutionContext, target: TargetResource):
         month = partition_month(context)
@@ -84,7 +85,9 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
             raise FileNotFoundError(
                 f"{colour.object_key(month)} is not in the bucket: materialize {raw_csv.key.to_user_string()} first"
             )
-        result = target.warehouse().stage(colour, month, stored.uri)
+        result = target.warehouse().stage(colour, month, stored.uri, stored.metadata.get("md5"))
+        if result.reused:
+            context.log.info(f"{result.table} was built from this very file by this code: kept as it is")
         source_rows = int(stored.metadata["rows"])
         if result.rows != source_rows:
             raise InvalidFileError(
@@ -95,6 +98,7 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
             "dagster/row_count": result.rows,
             "dagster/table_name": result.table,
             "dagster/column_schema": table_schema(colour),
+            "reused": result.reused,
             "duration_s": round(time.monotonic() - started, 2),
         })
 

@@ -39,7 +39,10 @@ class BigQueryWarehouse:
     def table_name(self, table: str) -> str:
         return sql.table_id(self.project, self.dataset, table)
 
-    def stage(self, colour: Colour, month: dt.date, object_uri: str) -> StageResult:
+    def stage(
+        self, colour: Colour, month: dt.date, object_uri: str, source_md5: str | None = None,
+    ) -> StageResult:
+        # Always rebuilt: BigQuery does the work, so a rebuild costs this process nothing.
         staging, raw = colour.staging_table(month), f"{colour.staging_table(month)}__raw"
         with self._client() as client:
             self._ensure_dataset(client)

@@ -7,6 +7,8 @@ copies of a row are then numbered apart.
 
 from __future__ import annotations
 
+import re
+
 from taxi_pipeline.lib.colours import Colour, LogicalType
 from taxi_pipeline.lib.identifiers import validate_identifier
 
@@ -73,6 +75,18 @@ def number_identical_rows(dataset: str, staging: str) -> str:
         f"WHERE unique_row_id IN (SELECT unique_row_id FROM {staged} GROUP BY ALL HAVING count(*) > 1)) copies "
         f"WHERE {staged}.rowid = copies.row AND copies.k > 1"
     )
+
+
+def comment_on_table(dataset: str, name: str, fingerprint: str) -> str:
+    """Records what a staging table was built from. DuckDB cannot bind a comment, so it must be hex."""
+    if not re.fullmatch(r"[0-9a-f]{32}", fingerprint):
+        raise ValueError(f"a table fingerprint is 32 hex digits, got {fingerprint!r}")
+    return f"COMMENT ON TABLE {table(dataset, name)} IS '{fingerprint}'"
+
+
+def table_comment() -> str:
+    """The comment of a table. Binds $dataset and $name."""
+    return "SELECT comment FROM duckdb_tables() WHERE schema_name = $dataset AND table_name = $name"
 
 
 def drop_table(dataset: str, name: str) -> str:

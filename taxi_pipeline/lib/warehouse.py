@@ -13,6 +13,7 @@ from taxi_pipeline.lib.colours import Colour
 class StageResult:
     table: str
     rows: int
+    reused: bool = False  # the staging table was already built from these bytes by this code
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,14 @@ class MonthStats:
 
 
 class Warehouse(Protocol):
-    def stage(self, colour: Colour, month: dt.date, object_uri: str) -> StageResult:
-        """(Re)creates the month's staging table from the raw object, adding the row ids."""
+    def stage(
+        self, colour: Colour, month: dt.date, object_uri: str, source_md5: str | None = None,
+    ) -> StageResult:
+        """(Re)creates the month's staging table from the raw object, adding the row ids.
+
+        With the object's MD5, a warehouse may keep a staging table it built from the same bytes
+        with the same statements (a re-run of an unchanged month) instead of building it again.
+        """
 
     def merge(self, colour: Colour, month: dt.date) -> MergeResult:
         """Makes the main table's rows of the month equal the staging table's, atomically."""
