@@ -31,7 +31,7 @@ class MirrorServer(http.server.ThreadingHTTPServer):
 class _Handler(http.server.SimpleHTTPRequestHandler):
     server: MirrorServer
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server API
+    def do_GET(self) -> None:
         self.server.requests.append(self.path)
         if self.server.faults:
             fault = self.server.faults.pop(0)

@@ -18,7 +18,7 @@ def _execute(job: str, partition: str, env: dict[str, str]) -> subprocess.Comple
     return subprocess.run(
         [str(cli), "job", "execute", "-m", "taxi_pipeline.definitions", "-j", job,
          "--tags", json.dumps({"dagster/partition": partition})],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
 
 

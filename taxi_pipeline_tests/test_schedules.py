@@ -36,7 +36,7 @@ def test_the_february_tick_loads_january(tmp_path, colour, hour, cron):
     january.parent.mkdir(parents=True, exist_ok=True)
     january.write_bytes(b"published")
     resources = make_resources(tmp_path / "home", mirror.as_uri())
-    when = dt.datetime(2020, 2, 1, hour, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2020, 2, 1, hour, tzinfo=dt.UTC)
     schedule, data = _tick(colour, when, resources)
     assert schedule.cron_schedule == cron and schedule.execution_timezone == "UTC"
     [request] = data.run_requests
@@ -48,7 +48,7 @@ def test_the_february_tick_loads_january(tmp_path, colour, hour, cron):
 
 def test_a_month_not_yet_published_is_skipped_with_a_reason(tmp_path):
     resources = make_resources(tmp_path / "home", copy_mirror(tmp_path / "mirror").as_uri())
-    when = dt.datetime(2026, 12, 1, 9, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
     _, data = _tick(GREEN, when, resources)
     assert not data.run_requests
     assert data.skip_message == (
@@ -61,11 +61,11 @@ def test_a_month_published_late_is_picked_up_by_the_next_tick(tmp_path):
     """2020-11 was not there on 2020-12-01; on 2021-01-01 both it and 2020-12 are launched."""
     mirror = copy_mirror(tmp_path / "mirror")
     resources = make_resources(tmp_path / "home", mirror.as_uri())
-    _, december_tick = _tick(GREEN, dt.datetime(2020, 12, 1, 9, tzinfo=dt.timezone.utc), resources)
+    _, december_tick = _tick(GREEN, dt.datetime(2020, 12, 1, 9, tzinfo=dt.UTC), resources)
     assert [r.partition_key for r in december_tick.run_requests] == ["2020-10-01"]
     for month in ("2020-11", "2020-12"):
         (mirror / "green" / f"green_tripdata_{month}.csv.gz").write_bytes(b"published")
-    _, january_tick = _tick(GREEN, dt.datetime(2021, 1, 1, 9, tzinfo=dt.timezone.utc), resources)
+    _, january_tick = _tick(GREEN, dt.datetime(2021, 1, 1, 9, tzinfo=dt.UTC), resources)
     assert [r.partition_key for r in january_tick.run_requests] == ["2020-12-01", "2020-11-01", "2020-10-01"]
     assert all(r.run_key == r.partition_key for r in january_tick.run_requests)  # deduped by the daemon
 
@@ -83,7 +83,7 @@ def test_a_loaded_month_is_not_launched_again(tmp_path):
     definitions = dg.Definitions(
         assets=build_colour_assets(GREEN, "file", "duckdb"), jobs=[job], schedules=[schedule], resources=resources,
     )
-    when = dt.datetime(2020, 11, 1, 9, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2020, 11, 1, 9, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:
         def tick():
             context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources,

@@ -37,8 +37,8 @@ def table_schema(colour: Colour) -> dg.TableSchema:
 
 def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) -> list[dg.AssetsDefinition]:
     """The three monthly assets of one colour; `*_kind` only label them in the UI."""
-    common = dict(partitions_def=MONTHLY_PARTITIONS, group_name=colour.name)
-    table = dict(kinds={"sql", warehouse_kind}, pool=WAREHOUSE_POOL, **common)
+    common = {"partitions_def": MONTHLY_PARTITIONS, "group_name": colour.name}
+    table = {"kinds": {"sql", warehouse_kind}, "pool": WAREHOUSE_POOL, **common}
 
     @dg.asset(
         key=raw_asset_key(colour), kinds={"csv", store_kind}, **common,
