@@ -10,9 +10,9 @@ import json
 import sys
 import time
 
-from taxi_pipeline.lib import duckdb_sql as sql
+from taxi_pipeline.lib.warehouses import duckdb_sql as sql
 from taxi_pipeline.lib.colours import YELLOW
-from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
 
 path, database, months, memory_limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 warehouse = DuckDBWarehouse(database, "zoomcamp", memory_limit=memory_limit)

@@ -7,7 +7,7 @@ import gzip
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline.lib.csvgz import CsvGzipValidator, InvalidFileError
+from taxi_pipeline.lib.sources.csvgz import CsvGzipValidator, InvalidFileError
 
 HEADER = ",".join(GREEN.header)
 ROW = "2,2020-04-01 00:44:02,2020-04-01 00:52:23,N,1,42,41,1,1.56,7.5,0.5,0.5,0,0,,0.3,8.8,2,1,0"

@@ -213,7 +213,7 @@ def test_a_server_that_keeps_stalling_fails_clearly_after_the_retries(home, serv
 _MERGE_KILLED_AT_COMMIT = """
 import contextlib, datetime as dt, sys, time
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
 
 class PausingAtCommit:
     def __init__(self, con):
@@ -301,8 +301,8 @@ from pathlib import Path
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # write() then fails with EFBIG, like ENOSPC
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline.lib.source import download
-from taxi_pipeline.lib.store import LocalObjectStore
+from taxi_pipeline.lib.sources.http import download
+from taxi_pipeline.lib.stores.local import LocalObjectStore
 store = LocalObjectStore(sys.argv[1])
 try:
     with store.write("green/green_tripdata_2020-04.csv.gz") as pending:

@@ -9,9 +9,9 @@ import hashlib
 
 import pytest
 
-from taxi_pipeline.lib import duckdb_sql
+from taxi_pipeline.lib.warehouses import duckdb_sql
 from taxi_pipeline.lib.colours import GREEN, YELLOW, LogicalType
-from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
 from taxi_pipeline_tests.support import (
     MIRROR,
     copy_mirror,

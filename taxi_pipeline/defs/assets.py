@@ -8,8 +8,8 @@ from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, partition_month
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import tag_run
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.csvgz import InvalidFileError
-from taxi_pipeline.lib.source import download
+from taxi_pipeline.lib.sources.csvgz import InvalidFileError
+from taxi_pipeline.lib.sources.http import download
 
 # DuckDB allows one writing process per file, and BigQuery serialises DML on a table: one pool
 # slot for warehouse steps keeps concurrent runs from failing each other.

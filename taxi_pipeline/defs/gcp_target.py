@@ -14,10 +14,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from taxi_pipeline.defs.resources import TargetResource
-from taxi_pipeline.lib.bigquery_warehouse import BigQueryWarehouse
-from taxi_pipeline.lib.gcs_store import GcsObjectStore
-from taxi_pipeline.lib.store import ObjectStore
-from taxi_pipeline.lib.warehouse import Warehouse
+from taxi_pipeline.lib.warehouses.bigquery_warehouse import BigQueryWarehouse
+from taxi_pipeline.lib.stores.gcs import GcsObjectStore
+from taxi_pipeline.lib.stores.base import ObjectStore
+from taxi_pipeline.lib.warehouses.base import Warehouse
 
 __all__ = ["GCSResource", "GcpTarget", "TaxiBigQueryResource"]
 

@@ -11,10 +11,11 @@ from typing import ClassVar
 
 import dagster as dg
 
-from taxi_pipeline.lib.duckdb_warehouse import DuckDBWarehouse
-from taxi_pipeline.lib.source import DEFAULT_BASE_URL, RetrySettings, month_url
-from taxi_pipeline.lib.store import LocalObjectStore, ObjectStore
-from taxi_pipeline.lib.warehouse import Warehouse
+from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.sources.http import DEFAULT_BASE_URL, RetrySettings, month_url
+from taxi_pipeline.lib.stores.base import ObjectStore
+from taxi_pipeline.lib.stores.local import LocalObjectStore
+from taxi_pipeline.lib.warehouses.base import Warehouse
 
 
 class SourceResource(dg.ConfigurableResource):

@@ -15,7 +15,7 @@ from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS
 from taxi_pipeline.defs.resources import SourceResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.source import is_published
+from taxi_pipeline.lib.sources.http import is_published
 
 SCHEDULE_TRIGGER_TAG = {"trigger": "schedule"}
 LOOKBACK_MONTHS = 3

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from taxi_pipeline.lib.csvgz import CsvGzipValidator, InvalidFileError
+from taxi_pipeline.lib.sources.csvgz import CsvGzipValidator, InvalidFileError
 from taxi_pipeline.lib.identifiers import validate_object_key
 
 DEFAULT_BASE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_pipeline.lib import duckdb_sql as sql
+from taxi_pipeline.lib.warehouses import duckdb_sql as sql
 from taxi_pipeline.lib.colours import Colour, LogicalType
-from taxi_pipeline.lib.csvgz import InvalidFileError
+from taxi_pipeline.lib.sources.csvgz import InvalidFileError
 from taxi_pipeline.lib.identifiers import validate_identifier
-from taxi_pipeline.lib.warehouse import MergeResult, MonthStats, StageResult
+from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult
 
 log = logging.getLogger(__name__)
 _CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")

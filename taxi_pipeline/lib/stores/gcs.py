@@ -19,7 +19,7 @@ from google.api_core import exceptions as google_errors
 from google.cloud import storage
 
 from taxi_pipeline.lib.identifiers import validate_bucket_name, validate_object_key
-from taxi_pipeline.lib.store import PendingObject, StoredObject, StoreError
+from taxi_pipeline.lib.stores.base import PendingObject, StoredObject, StoreError
 
 # Resumable upload in 32 MiB chunks: a broken connection resumes the chunk, not the month.
 _CHUNK = 32 * 1024 * 1024

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
 
-from taxi_pipeline.lib import bigquery_sql as sql
+from taxi_pipeline.lib.warehouses import bigquery_sql as sql
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.csvgz import InvalidFileError
+from taxi_pipeline.lib.sources.csvgz import InvalidFileError
 from taxi_pipeline.lib.identifiers import validate_identifier
-from taxi_pipeline.lib.warehouse import MergeResult, MonthStats, StageResult
+from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult
 
 log = logging.getLogger(__name__)
 ClientFactory = Callable[[], contextlib.AbstractContextManager[bigquery.Client]]
