@@ -1,14 +1,16 @@
-"""The code location: assembles the colours' assets, checks, jobs and schedules with the target."""
+"""The code location: assembles the colours' assets, checks, jobs, schedules and sensors with the
+source and the target."""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from taxi_pipeline.defs.assets import build_colour_assets
-from taxi_pipeline.defs.checks import build_main_table_check
+from taxi_pipeline.defs.checks import build_main_table_check, build_schema_drift_check
 from taxi_pipeline.defs.jobs import build_colour_job
-from taxi_pipeline.defs.resources import build_resources, schedule_cron_override
+from taxi_pipeline.defs.resources import build_resources, schedule_cron_override, sensor_overrides
 from taxi_pipeline.defs.schedules import build_colour_schedule
+from taxi_pipeline.defs.sensors import build_colour_sensor
 from taxi_pipeline.lib.colours import COLOURS
 
 
@@ -19,9 +21,10 @@ def defs() -> dg.Definitions:
     jobs = {name: build_colour_job(colour) for name, colour in COLOURS.items()}
     return dg.Definitions(
         assets=[a for c in COLOURS.values() for a in build_colour_assets(c, target.store_kind, target.warehouse_kind)],
-        asset_checks=[build_main_table_check(c) for c in COLOURS.values()],
+        asset_checks=[check for c in COLOURS.values() for check in (build_main_table_check(c), build_schema_drift_check(c))],
         jobs=list(jobs.values()),
         schedules=[build_colour_schedule(c, jobs[name], schedule_cron_override()) for name, c in COLOURS.items()],
+        sensors=[build_colour_sensor(c, jobs[name], **sensor_overrides()) for name, c in COLOURS.items()],
         resources=resources,
         # On a 2-core machine one process per run is ~3x faster than one process per step.
         executor=dg.in_process_executor,

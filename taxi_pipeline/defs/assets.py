@@ -1,4 +1,8 @@
-"""The asset factory: raw file in the bucket -> staging table -> merged main table, per colour."""
+"""The asset factory: raw file in the bucket -> staging table -> merged main table, per colour.
+
+The assets ask the source resource which file serves the month and never look at its format:
+the source validates the bytes, and the warehouse reads the object as the format it was given.
+"""
 
 import time
 
@@ -8,8 +12,10 @@ from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, partition_month
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import tag_run
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.sources.csvgz import InvalidFileError
+from taxi_pipeline.lib.raw_file import RawFile, layout_from_json
+from taxi_pipeline.lib.sources.base import InvalidFileError, SourceFile
 from taxi_pipeline.lib.sources.http import download
+from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject
 
 # DuckDB allows one writing process per file, and BigQuery serialises DML on a table: one pool
 # slot for warehouse steps keeps concurrent runs from failing each other.
@@ -17,7 +23,7 @@ WAREHOUSE_POOL = "warehouse"
 
 
 def raw_asset_key(colour: Colour) -> dg.AssetKey:
-    return dg.AssetKey(f"{colour.name}_raw_csv")
+    return dg.AssetKey(f"{colour.name}_raw_file")
 
 
 def staging_asset_key(colour: Colour) -> dg.AssetKey:
@@ -35,69 +41,106 @@ def table_schema(colour: Colour) -> dg.TableSchema:
     )
 
 
+def stored_raw_file(store: ObjectStore, file: SourceFile) -> tuple[StoredObject, RawFile]:
+    """The month's object in the bucket, as the warehouse reads it; fails if the raw step has not
+    stored this source's file."""
+    stored = store.stat(file.object_key)
+    if stored is None:
+        raise FileNotFoundError(
+            f"{file.object_key} is not in the bucket: materialize the month's raw file first "
+            f"(source {file.source})"
+        )
+    raw = RawFile(
+        stored.uri, file.file_name, file.format, stored.metadata.get("md5"),
+        layout_from_json(stored.metadata.get("layout")),
+    )
+    return stored, raw
+
+
 def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) -> list[dg.AssetsDefinition]:
     """The three monthly assets of one colour; `*_kind` only label them in the UI."""
     common = {"partitions_def": MONTHLY_PARTITIONS, "group_name": colour.name}
     table = {"kinds": {"sql", warehouse_kind}, "pool": WAREHOUSE_POOL, **common}
 
     @dg.asset(
-        key=raw_asset_key(colour), kinds={"csv", store_kind}, **common,
-        description=f"The month's {colour.name} trip file, downloaded from the release, validated "
-        "(intact gzip, exact header, row count) and kept in the bucket. One object per month.",
+        key=raw_asset_key(colour), kinds={store_kind}, **common,
+        description=f"The month's {colour.name} trip file as its source publishes it (the course's "
+        "release: gzipped CSV up to 2021-07; the TLC: Parquet), validated on the way (CSV: intact "
+        "gzip, exact header, rows; Parquet: PAR1 at both ends, size, footer, a schema the colour "
+        "knows) and kept in the bucket. One object per month.",
     )
-    def raw_csv(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
+    def raw_file(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         month = partition_month(context)
-        tag_run(context, colour, month)
+        choice = source.choice()
+        chosen = choice.for_month(month)  # fails at once, with the reason, if no source has it
+        file = chosen.locate(colour, month)
+        tag_run(context, colour, file)
         started = time.monotonic()
-        key = colour.object_key(month)
-        url = source.url(key)
         store = target.store()
+        context.log.info(f"{file.file_name}: from the {file.source} source, {file.url}")
         # The object is published only once the whole file is downloaded and valid: re-runs
         # replace it, and a failed run leaves the previous object untouched.
-        with store.write(key) as pending:
-            got = download(url, pending.path, colour.header, source.retry_settings(), context.log.info)
-            pending.metadata.update(rows=str(got.data_rows), md5=got.md5_hex, source_url=url)
-        stored = store.stat(key)
-        context.log.info(f"{key}: {got.data_rows:,} rows, {got.compressed_bytes:,} bytes -> {stored.uri}")
+        with store.write(file.object_key) as pending:
+            got = download(
+                file.url, pending.path, lambda: chosen.validator(colour, file), source.retry_settings(),
+                context.log.info,
+            )
+            pending.metadata.update({
+                "rows": str(got.data_rows), "md5": got.md5_hex, "source_url": file.url,
+                "source": file.source, "format": file.format, "file_name": file.file_name,
+                **got.published.as_metadata(), **{k: v for k, v in got.details.items() if v},
+            })
+        stored = store.stat(file.object_key)
+        unknown = got.details.get("unknown_columns", "")
+        if unknown:
+            context.log.warning(
+                f"{file.file_name} has column(s) {colour.name} does not know yet: {unknown}; loaded "
+                f"without them (add them to the colour in lib/colours.py and re-run the month to keep them)"
+            )
+        context.log.info(f"{file.object_key}: {got.data_rows:,} rows, {got.bytes:,} bytes -> {stored.uri}")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": got.data_rows,
-            "bytes": dg.MetadataValue.int(got.compressed_bytes),
-            "uncompressed_bytes": dg.MetadataValue.int(got.uncompressed_bytes),
+            "file": file.file_name,
+            "source": file.source,
+            "format": file.format,
+            "bytes": dg.MetadataValue.int(got.bytes),
             "uri": dg.MetadataValue.path(stored.uri),
-            "source_url": dg.MetadataValue.url(url),
+            "source_url": dg.MetadataValue.url(file.url),
             "md5": got.md5_hex,
+            # What the source said about the file: the sensor re-loads the month when these change.
+            "etag": got.published.etag or "",
+            "content_length": got.published.content_length if got.published.content_length is not None else -1,
+            "last_modified": got.published.last_modified or "",
+            "unknown_columns": unknown,
             "download_attempts": got.attempts,
             "duration_s": round(time.monotonic() - started, 2),
         })
 
     @dg.asset(
-        key=staging_asset_key(colour), deps=[raw_csv], **table,
+        key=staging_asset_key(colour), deps=[raw_file], **table,
         description=f"The month's {colour.name} rows as a typed table `{colour.name}_tripdata_YYYY_MM`, "
         "with `unique_row_id` (one per source row) and `filename`. Rebuilt unless it was built from "
         "the same file bytes by the same code.",
     )
-    def staging(context: dg.AssetExecutionContext, target: TargetResource):
+    def staging(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         month = partition_month(context)
-        tag_run(context, colour, month)
+        file = source.choice().locate(colour, month)
+        tag_run(context, colour, file)
         started = time.monotonic()
-        stored = target.store().stat(colour.object_key(month))
-        if stored is None:
-            raise FileNotFoundError(
-                f"{colour.object_key(month)} is not in the bucket: materialize {raw_csv.key.to_user_string()} first"
-            )
-        result = target.warehouse().stage(colour, month, stored.uri, stored.metadata.get("md5"))
+        stored, raw = stored_raw_file(target.store(), file)
+        result = target.warehouse().stage(colour, month, raw)
         if result.reused:
             context.log.info(f"{result.table} was built from this very file by this code: kept as it is")
         source_rows = int(stored.metadata["rows"])
         if result.rows != source_rows:
             raise InvalidFileError(
-                colour.file_name(month),
-                f"the warehouse read {result.rows:,} rows but the file has {source_rows:,} data lines",
+                file.file_name, f"the warehouse read {result.rows:,} rows but the file has {source_rows:,}",
             )
         return dg.MaterializeResult(metadata={
             "dagster/row_count": result.rows,
             "dagster/table_name": result.table,
             "dagster/column_schema": table_schema(colour),
+            "file": file.file_name,
             "reused": result.reused,
             "duration_s": round(time.monotonic() - started, 2),
         })
@@ -105,14 +148,17 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
     @dg.asset(
         key=main_asset_key(colour), deps=[staging], **table,
         description=f"Every loaded month of {colour.name} trips, each source row exactly once. A "
-        "month's merge inserts its new row ids and deletes its rows that left the source file.",
+        "month's merge inserts its new row ids and deletes its rows that left the source file "
+        "(or that another source's file of the month left).",
     )
-    def main_table(context: dg.AssetExecutionContext, target: TargetResource):
+    def main_table(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         month = partition_month(context)
-        tag_run(context, colour, month)
+        choice = source.choice()
+        file = choice.locate(colour, month)
+        tag_run(context, colour, file)
         started = time.monotonic()
         # Safe to re-run: the merge is one transaction keyed on unique_row_id.
-        result = target.warehouse().merge(colour, month)
+        result = target.warehouse().merge(colour, month, file.file_name, choice.all_file_names(colour, month))
         context.log.info(
             f"{result.table} {month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
             f"{result.month_rows:,} for the month, {result.table_rows:,} in all"
@@ -121,10 +167,12 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
             "dagster/row_count": result.month_rows,
             "dagster/table_name": result.table,
             "dagster/column_schema": table_schema(colour),
+            "file": file.file_name,
+            "source": file.source,
             "inserted": result.inserted,
             "deleted": result.deleted,
             "table_rows": result.table_rows,
             "duration_s": round(time.monotonic() - started, 2),
         })
 
-    return [raw_csv, staging, main_table]
+    return [raw_file, staging, main_table]

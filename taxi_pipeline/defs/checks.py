@@ -1,13 +1,15 @@
-"""Blocking checks on each main table: the month holds every source row, each exactly once."""
+"""Checks: the main table holds the month's source rows exactly once (blocking), and the raw file
+has no column the colour does not know yet (a warning: schema drift is loaded without it)."""
 
 import dagster as dg
 
-from taxi_pipeline.defs.assets import main_asset_key
+from taxi_pipeline.defs.assets import main_asset_key, raw_asset_key
 from taxi_pipeline.defs.partitions import month_of_key
-from taxi_pipeline.defs.resources import TargetResource
+from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.lib.colours import Colour
 
 MONTH_MATCHES_SOURCE = "month_matches_source"
+SCHEMA_KNOWN = "schema_known"
 
 
 def build_main_table_check(colour: Colour) -> dg.AssetChecksDefinition:
@@ -16,15 +18,19 @@ def build_main_table_check(colour: Colour) -> dg.AssetChecksDefinition:
         description="The month's rows in the main table equal the source file's data rows, "
         "and no two of them share a unique_row_id.",
     )
-    def month_matches_source(context: dg.AssetCheckExecutionContext, target: TargetResource):
+    def month_matches_source(
+        context: dg.AssetCheckExecutionContext, source: SourceResource, target: TargetResource,
+    ):
         month = month_of_key(context.run.tags["dagster/partition"])
-        stored = target.store().stat(colour.object_key(month))
+        choice = source.choice()
+        file = choice.locate(colour, month)
+        stored = target.store().stat(file.object_key)
         source_rows = int(stored.metadata["rows"]) if stored else None
-        stats = target.warehouse().month_stats(colour, month)
+        stats = target.warehouse().month_stats(colour, month, choice.all_file_names(colour, month))
         return dg.AssetCheckResult(
             passed=stats.rows == source_rows and stats.distinct_ids == stats.rows,
             metadata={
-                "file": colour.file_name(month),
+                "file": file.file_name,
                 "source_rows": source_rows if source_rows is not None else "missing",
                 "table_rows": stats.rows,
                 "distinct_unique_row_ids": stats.distinct_ids,
@@ -32,3 +38,24 @@ def build_main_table_check(colour: Colour) -> dg.AssetChecksDefinition:
         )
 
     return month_matches_source
+
+
+def build_schema_drift_check(colour: Colour) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=raw_asset_key(colour), name=SCHEMA_KNOWN, blocking=False,
+        description="Warns when the month's file has columns the colour does not know yet (the TLC "
+        "adds some now and then, e.g. `request_source` from 2026-06). The month loads without "
+        "them; adding the column to `lib/colours.py` and re-running the month keeps them.",
+    )
+    def schema_known(context: dg.AssetCheckExecutionContext, source: SourceResource, target: TargetResource):
+        month = month_of_key(context.run.tags["dagster/partition"])
+        file = source.choice().locate(colour, month)
+        stored = target.store().stat(file.object_key)
+        unknown = [c for c in (stored.metadata.get("unknown_columns", "") if stored else "").split(",") if c]
+        return dg.AssetCheckResult(
+            passed=not unknown, severity=dg.AssetCheckSeverity.WARN,
+            description=(f"not loaded, unknown to {colour.name}: {', '.join(unknown)}" if unknown else None),
+            metadata={"file": file.file_name, "unknown_columns": ", ".join(unknown) or "none"},
+        )
+
+    return schema_known

@@ -11,23 +11,29 @@ from typing import ClassVar
 
 import dagster as dg
 
-from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
-from taxi_pipeline.lib.sources.http import DEFAULT_BASE_URL, RetrySettings, month_url
+from taxi_pipeline.lib.sources import SourceChoice
+from taxi_pipeline.lib.sources.http import RetrySettings
+from taxi_pipeline.lib.sources.release import DEFAULT_BASE_URL, ReleaseSource
+from taxi_pipeline.lib.sources.tlc import DEFAULT_TLC_URL, TlcSource
 from taxi_pipeline.lib.stores.base import ObjectStore
 from taxi_pipeline.lib.stores.local import LocalObjectStore
 from taxi_pipeline.lib.warehouses.base import Warehouse
+from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
 
 
 class SourceResource(dg.ConfigurableResource):
-    """The release the monthly files are downloaded from: GitHub, or an http:// / file:// mirror."""
+    """Where the monthly files come from: the course's release (CSV) and the TLC (Parquet), or
+    http:// / file:// mirrors of either; `mode` says which serves a month (see `lib.sources`)."""
 
+    mode: str = "auto"
     base_url: str = DEFAULT_BASE_URL
+    tlc_url: str = DEFAULT_TLC_URL
     attempts: int = 5
     first_retry_delay_s: float = 1.0
     timeout_s: float = 60.0
 
-    def url(self, object_key: str) -> str:
-        return month_url(self.base_url, object_key)
+    def choice(self) -> SourceChoice:
+        return SourceChoice(self.mode, ReleaseSource(self.base_url), TlcSource(self.tlc_url))
 
     def retry_settings(self) -> RetrySettings:
         return RetrySettings(self.attempts, self.first_retry_delay_s, timeout_s=self.timeout_s)
@@ -102,7 +108,10 @@ def build_target(name: str) -> TargetResource:
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources for the target `TAXI_TARGET` names (default `local`)."""
     return {
-        "source": SourceResource(base_url=_env("TAXI_SOURCE_URL", DEFAULT_BASE_URL)),
+        "source": SourceResource(
+            mode=_env("TAXI_SOURCE", "auto"), base_url=_env("TAXI_SOURCE_URL", DEFAULT_BASE_URL),
+            tlc_url=_env("TAXI_TLC_URL", DEFAULT_TLC_URL),
+        ),
         "target": build_target(dg.EnvVar("TAXI_TARGET").get_value("local")),
     }
 
@@ -110,3 +119,10 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
 def schedule_cron_override() -> str | None:
     """`TAXI_SCHEDULE_CRON`, e.g. `* * * * *`, replaces the monthly cron (for tests and demos)."""
     return dg.EnvVar("TAXI_SCHEDULE_CRON").get_value()
+
+
+def sensor_overrides() -> dict[str, int]:
+    """`TAXI_SENSOR_INTERVAL_S` replaces the sensors' daily interval, `TAXI_SENSOR_LOOKBACK_MONTHS`
+    the number of months they look at (for tests and demos)."""
+    names = {"interval_s": "TAXI_SENSOR_INTERVAL_S", "lookback_months": "TAXI_SENSOR_LOOKBACK_MONTHS"}
+    return {arg: int(value) for arg, name in names.items() if (value := dg.EnvVar(name).get_value())}

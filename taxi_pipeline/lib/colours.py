@@ -20,8 +20,21 @@ class LogicalType(enum.Enum):
 
 @dataclass(frozen=True)
 class Column:
+    """One column of a colour's main table, under its name in the release CSV and the TLC files.
+
+    `in_csv` columns are the release CSV's header, and every TLC Parquet file must have them too;
+    the others are columns the TLC added later (NULL for months that lack them). `spellings` are
+    the other names a TLC file may use for the column (the TLC renamed `airport_fee` in 2023).
+    """
+
     name: str
     type: LogicalType
+    in_csv: bool = True
+    spellings: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.spellings)
 
 
 @dataclass(frozen=True)
@@ -39,7 +52,12 @@ class Colour:
 
     @property
     def header(self) -> tuple[str, ...]:
-        return tuple(column.name for column in self.columns)
+        """The release CSV's exact header."""
+        return tuple(column.name for column in self.columns if column.in_csv)
+
+    @property
+    def csv_columns(self) -> tuple[Column, ...]:
+        return tuple(column for column in self.columns if column.in_csv)
 
     @property
     def main_table(self) -> str:
@@ -48,21 +66,16 @@ class Colour:
     def staging_table(self, month: dt.date) -> str:
         return f"{self.name}_tripdata_{month:%Y_%m}"
 
-    def file_name(self, month: dt.date) -> str:
-        """Kestra's `filename` value, e.g. `green_tripdata_2020-04.csv`."""
-        return f"{self.name}_tripdata_{month:%Y-%m}.csv"
 
-    def object_key(self, month: dt.date) -> str:
-        """Where the raw file lives in the bucket, and under the source's base URL."""
-        return f"{self.name}/{self.file_name(month)}.gz"
-
-
-def _columns(spec: str) -> tuple[Column, ...]:
-    """Parses `name:TYPE name:TYPE ...`, the compact form of the DDL used below."""
-    return tuple(
-        Column(name, LogicalType[type_name])
-        for name, type_name in (item.split(":") for item in spec.split())
-    )
+def _columns(spec: str, in_csv: bool = True) -> tuple[Column, ...]:
+    """Parses `name:TYPE name:TYPE ...`, the compact form of the DDL used below; `name|other:TYPE`
+    lists another spelling of the column in the TLC's files."""
+    columns = []
+    for item in spec.split():
+        names, type_name = item.split(":")
+        name, *spellings = names.split("|")
+        columns.append(Column(name, LogicalType[type_name], in_csv, tuple(spellings)))
+    return tuple(columns)
 
 
 GREEN = Colour(
@@ -74,7 +87,7 @@ GREEN = Colour(
         "mta_tax:NUMERIC tip_amount:NUMERIC tolls_amount:NUMERIC ehail_fee:NUMERIC "
         "improvement_surcharge:NUMERIC total_amount:NUMERIC payment_type:INTEGER "
         "trip_type:STRING congestion_surcharge:NUMERIC"
-    ),
+    ) + _columns("cbd_congestion_fee:NUMERIC", in_csv=False),
     schedule_hour_utc=9,
 )
 
@@ -86,7 +99,7 @@ YELLOW = Colour(
         "PULocationID:STRING DOLocationID:STRING payment_type:INTEGER fare_amount:NUMERIC "
         "extra:NUMERIC mta_tax:NUMERIC tip_amount:NUMERIC tolls_amount:NUMERIC "
         "improvement_surcharge:NUMERIC total_amount:NUMERIC congestion_surcharge:NUMERIC"
-    ),
+    ) + _columns("airport_fee|Airport_fee:NUMERIC cbd_congestion_fee:NUMERIC", in_csv=False),
     schedule_hour_utc=10,
 )
 

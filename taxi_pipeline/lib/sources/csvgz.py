@@ -11,23 +11,16 @@ from dataclasses import dataclass
 # ISA-L inflates about twice as fast as zlib, and validation reads every byte of a 700 MB month.
 from isal import isal_zlib
 
+from taxi_pipeline.lib.sources.base import InvalidFileError
+
+__all__ = ["CsvGzipValidator", "CsvStats", "InvalidFileError"]
+
 _BOM = "\ufeff"
 _HTML_MARKERS = (b"<!doctype html", b"<html", b"<?xml", b"<head")
 _MAX_HEADER_BYTES = 64 * 1024
 # A newline followed by an empty line; the lookahead lets "\n\n\n" count as two blank lines, and
 # its group says where the blank line ends.
 _BLANK_LINE = re.compile(rb"\n(?=(\r?\n))")
-
-
-class InvalidFileError(ValueError):
-    """The file's content is not what the colour's source publishes; the message says where."""
-
-    def __init__(self, file_name: str, problem: str, line: int | None = None):
-        where = f"{file_name}, line {line}" if line is not None else file_name
-        super().__init__(f"{where}: {problem}")
-        self.file_name = file_name
-        self.line = line
-        self.problem = problem
 
 
 @dataclass(frozen=True)

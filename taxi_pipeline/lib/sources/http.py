@@ -1,8 +1,9 @@
-"""Downloads one month's `.csv.gz` from the release (or an `http://` / `file://` mirror).
+"""Streams one month's file from a source (https://, a loopback http:// mirror, or file://).
 
-The bytes are streamed to a local file and validated on the way (see `csvgz`); transient network
-faults are retried with exponential backoff and jitter, content errors are not (they would fail
-the same way again).
+The bytes go to a local file and through the source's validator on the way; transient network
+faults (refused or reset connections, timeouts, 5xx, 429, a body shorter than its Content-Length)
+are retried with exponential backoff and jitter. Content errors are not: they would fail the same
+way again. urllib is enough here: one GET or HEAD per month, streamed, with no session to keep.
 """
 
 from __future__ import annotations
@@ -20,19 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from taxi_pipeline.lib.sources.csvgz import CsvGzipValidator, InvalidFileError
-from taxi_pipeline.lib.identifiers import validate_object_key
+from taxi_pipeline.lib.sources.base import InvalidFileError, SourceNotFoundError, Validator
 
-DEFAULT_BASE_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 _CHUNK = 1024 * 1024
 _PROGRESS_EVERY = 64 * 1024 * 1024
 _RETRIED_HTTP_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
+# CloudFront answers 403 (S3 AccessDenied) for a month it does not have yet, not 404.
+_NOT_PUBLISHED_HTTP_CODES = frozenset({403, 404, 410})
 
 log = logging.getLogger(__name__)
-
-
-class SourceNotFoundError(InvalidFileError):
-    """The month is not published at the source (HTTP 404 or a missing mirror file)."""
 
 
 class SourceUnavailableError(RuntimeError):
@@ -57,34 +54,50 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class Published:
+    """What the source says about a file without sending it: the change tokens the sensor compares."""
+
+    content_length: int | None
+    etag: str | None
+    last_modified: str | None
+
+    def as_metadata(self) -> dict[str, str]:
+        return {
+            k: str(v) for k, v in
+            (("content_length", self.content_length), ("etag", self.etag), ("last_modified", self.last_modified))
+            if v is not None
+        }
+
+
+@dataclass(frozen=True)
 class Download:
     url: str
-    compressed_bytes: int
-    uncompressed_bytes: int
+    bytes: int
     data_rows: int
     md5_hex: str
     attempts: int
+    published: Published
+    details: dict[str, str]  # what the validator found, kept with the object
 
 
-def month_url(base_url: str, object_key: str) -> str:
-    """`<base>/<colour>/<colour>_tripdata_YYYY-MM.csv.gz`: the release's layout, and a mirror's."""
+def check_base_url(base_url: str, variable: str) -> str:
     if urllib.parse.urlsplit(base_url).scheme not in ("http", "https", "file"):
-        raise ValueError(f"TAXI_SOURCE_URL must be an http(s):// or file:// URL, got {base_url!r}")
-    return f"{base_url.rstrip('/')}/{validate_object_key(object_key)}"
+        raise ValueError(f"{variable} must be an http(s):// or file:// URL, got {base_url!r}")
+    return base_url.rstrip("/")
 
 
 def download(
     url: str,
     dest: Path,
-    header: tuple[str, ...],
+    validator: Callable[[], Validator],
     retry: RetrySettings = RetrySettings(),
     progress: Callable[[str], None] = log.info,
 ) -> Download:
-    """Streams `url` into `dest`, validating it; returns what was checked. Raises on bad content."""
+    """Streams `url` into `dest` through a fresh validator per attempt; raises on bad content."""
     file_name = url.rsplit("/", 1)[-1]
     for attempt in range(1, retry.attempts + 1):
         try:
-            return _download_once(url, dest, header, retry.timeout_s, progress, attempt)
+            return _download_once(url, dest, validator(), retry.timeout_s, progress, attempt)
         except _TransientError as exc:
             if attempt == retry.attempts:
                 raise SourceUnavailableError(
@@ -97,33 +110,34 @@ def download(
 
 
 def _download_once(
-    url: str, dest: Path, header: tuple[str, ...], timeout_s: float,
+    url: str, dest: Path, validator: Validator, timeout_s: float,
     progress: Callable[[str], None], attempt: int,
 ) -> Download:
     file_name = url.rsplit("/", 1)[-1]
-    validator = CsvGzipValidator(file_name, header)
     md5 = hashlib.md5()
     size = 0
     with _open(url, file_name, timeout_s) as response, open(dest, "wb") as out:
-        while chunk := _read(response, file_name):
+        published = _published(response)
+        while chunk := _read(response):
             validator.feed(chunk)
             md5.update(chunk)
             out.write(chunk)
             size += len(chunk)
             if size % _PROGRESS_EVERY < len(chunk):
                 progress(f"{file_name}: {size / 2**20:,.0f} MiB downloaded")
-        _check_complete(response, file_name, size)
-    stats = validator.finish()
-    return Download(url, size, stats.uncompressed_bytes, stats.data_rows, md5.hexdigest(), attempt)
+        _check_complete(published, size)
+    validated = validator.finish(dest)
+    return Download(url, size, validated.data_rows, md5.hexdigest(), attempt, published, validated.details)
 
 
-def _open(url: str, file_name: str, timeout_s: float):
+def _open(url: str, file_name: str, timeout_s: float, method: str = "GET"):
+    request = urllib.request.Request(url, method=method)
     try:
-        return urllib.request.urlopen(url, timeout=timeout_s)  # file:// is wanted; the scheme is checked in month_url
+        return urllib.request.urlopen(request, timeout=timeout_s)  # file:// is wanted; schemes checked above
     except urllib.error.HTTPError as exc:
         if exc.code in _RETRIED_HTTP_CODES:
             raise _TransientError(f"HTTP {exc.code} {exc.reason}") from exc
-        if exc.code in (403, 404, 410):
+        if exc.code in _NOT_PUBLISHED_HTTP_CODES:
             raise SourceNotFoundError(file_name, f"not published at the source (HTTP {exc.code}): {url}") from exc
         raise InvalidFileError(file_name, f"HTTP {exc.code} {exc.reason} from {url}") from exc
     except urllib.error.URLError as exc:
@@ -136,7 +150,7 @@ def _open(url: str, file_name: str, timeout_s: float):
         raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _read(response, file_name: str) -> bytes:
+def _read(response) -> bytes:
     try:
         return response.read(_CHUNK)
     except TimeoutError as exc:
@@ -145,24 +159,28 @@ def _read(response, file_name: str) -> bytes:
         raise _TransientError(f"connection broke mid-stream ({type(exc).__name__}: {exc})") from exc
 
 
-def _check_complete(response, file_name: str, size: int) -> None:
+def _published(response) -> Published:
+    headers = getattr(response, "headers", None) or {}
+    length = headers.get("Content-Length")
+    return Published(
+        int(length) if length is not None and length.isdigit() else None,
+        headers.get("ETag"), headers.get("Last-Modified"),
+    )
+
+
+def _check_complete(published: Published, size: int) -> None:
     """A body shorter than its Content-Length is a broken transfer, not a broken file: retry it."""
-    expected = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-    if expected is not None and expected.isdigit() and int(expected) != size:
-        raise _TransientError(f"transfer ended at {size:,} of {int(expected):,} bytes")
+    if published.content_length is not None and published.content_length != size:
+        raise _TransientError(f"transfer ended at {size:,} of {published.content_length:,} bytes")
 
 
-def is_published(url: str, timeout_s: float = 30.0) -> bool:
-    """Whether the source has the file now (a HEAD request; for a `file://` mirror, the file)."""
-    request = urllib.request.Request(url, method="HEAD")
+def probe(url: str, timeout_s: float = 30.0) -> Published | None:
+    """A HEAD request: the file's change tokens if the source has it now, None if not (403/404)."""
+    file_name = url.rsplit("/", 1)[-1]
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s):  # scheme checked in month_url
-            return True
-    except urllib.error.HTTPError as exc:
-        if exc.code in (403, 404, 410):
-            return False
-        raise
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, FileNotFoundError):
-            return False
-        raise
+        with _open(url, file_name, timeout_s, method="HEAD") as response:
+            return _published(response)
+    except SourceNotFoundError:
+        return None
+    except _TransientError as exc:
+        raise SourceUnavailableError(f"{file_name}: {exc} ({url})") from exc

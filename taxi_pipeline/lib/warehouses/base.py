@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.raw_file import RawFile
 
 
 @dataclass(frozen=True)
@@ -32,19 +33,23 @@ class MonthStats:
 
 
 class Warehouse(Protocol):
-    def stage(
-        self, colour: Colour, month: dt.date, object_uri: str, source_md5: str | None = None,
-    ) -> StageResult:
+    def stage(self, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
         """(Re)creates the month's staging table from the raw object, adding the row ids.
 
         With the object's MD5, a warehouse may keep a staging table it built from the same bytes
         with the same statements (a re-run of an unchanged month) instead of building it again.
         """
 
-    def merge(self, colour: Colour, month: dt.date) -> MergeResult:
-        """Makes the main table's rows of the month equal the staging table's, atomically."""
+    def merge(
+        self, colour: Colour, month: dt.date, file_name: str, month_file_names: tuple[str, ...],
+    ) -> MergeResult:
+        """Makes the main table's rows of the month equal the staging table's, atomically.
 
-    def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
+        `file_name` is the staged file's; rows of the month's other file names (another source's
+        file of the same month) are replaced too.
+        """
+
+    def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
         """Counts the month's rows and distinct row ids in the main table."""
 
     def table_name(self, table: str) -> str:

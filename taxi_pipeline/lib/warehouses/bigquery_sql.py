@@ -1,15 +1,17 @@
 """Every BigQuery statement of the pipeline. Identifiers are validated, values are query parameters.
 
-The row id follows `rowid.py` exactly, from the raw text of each field (the month is first loaded
-as all-STRING columns), so BigQuery and DuckDB give the same ids for the same file.
+The row id follows `rowid.py` exactly: a CSV month is loaded as all-STRING columns and hashed as
+the file's raw text; a Parquet month is loaded in the file's own types, typed, and hashed as the
+canonical text of its typed values. BigQuery and DuckDB give the same ids for the same file.
 """
 
 from __future__ import annotations
 
 import re
 
-from taxi_pipeline.lib.colours import Colour, LogicalType
+from taxi_pipeline.lib.colours import Colour, Column, LogicalType
 from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.raw_file import FileColumn
 
 TYPES = {
     LogicalType.STRING: "STRING",
@@ -51,18 +53,72 @@ def create_main_table(project: str, dataset: str, colour: Colour) -> str:
     )
 
 
+def add_column(project: str, dataset: str, colour: Colour, column: Column) -> str:
+    """A column the TLC added later, added in place to a table made before it was known."""
+    return (
+        f"ALTER TABLE {table(project, dataset, colour.main_table)} "
+        f"ADD COLUMN IF NOT EXISTS {_column(column.name)} {TYPES[column.type]}"
+    )
+
+
 def create_staging_table(project: str, dataset: str, colour: Colour, staging: str, raw: str) -> str:
-    """Typed staging table with ids, from the all-STRING load. Binds @filename and @file_month."""
-    raw_text = ", ".join(f"IFNULL({_column(c.name)}, '')" for c in colour.columns)
-    typed = ", ".join(f"CAST({_column(c.name)} AS {TYPES[c.type]}) AS {_column(c.name)}" for c in colour.columns)
+    """Typed staging table with ids, from the all-STRING load of a CSV: ids of the raw text, then
+    the types. Binds @filename and @file_month. Columns the CSVs never had are NULL."""
+    raw_text = ", ".join(f"IFNULL({_column(c.name)}, '')" for c in colour.csv_columns)
+    typed = ", ".join(
+        f"CAST({_column(c.name) if c.in_csv else 'NULL'} AS {TYPES[c.type]}) AS {_column(c.name)}"
+        for c in colour.columns
+    )
+    return _numbered_staging(project, dataset, staging, f"SELECT * FROM {table(project, dataset, raw)}", raw_text, typed)
+
+
+def create_staging_from_parquet(
+    project: str, dataset: str, colour: Colour, staging: str, raw: str, layout: tuple[FileColumn, ...],
+) -> str:
+    """Typed staging table with ids, from the load of a Parquet file in its own types: the types
+    first, then ids of the typed values' canonical text. Binds @filename and @file_month."""
+    by_name = {c.name: c for c in layout}
+    typed = ", ".join(f"{typed_value(c, by_name[c.name])} AS {_column(c.name)}" for c in colour.columns)
+    text = ", ".join(f"IFNULL({canonical_text(c.type, _column(c.name))}, '')" for c in colour.columns)
+    columns = ", ".join(_column(c.name) for c in colour.columns)
+    return _numbered_staging(project, dataset, staging, f"SELECT {typed} FROM {table(project, dataset, raw)}", text, columns)
+
+
+def _numbered_staging(project: str, dataset: str, staging: str, rows: str, hashed_text: str, columns: str) -> str:
+    """`rows` with first-copy ids of `hashed_text`, the k-th identical copy numbered, then `columns`."""
     return (
         f"CREATE OR REPLACE TABLE {table(project, dataset, staging)} AS "
-        f"WITH hashed AS (SELECT TO_HEX(MD5(ARRAY_TO_STRING([@filename, {raw_text}], {SEP}))) AS first_id, * "
-        f"FROM {table(project, dataset, raw)}), "
+        f"WITH source AS ({rows}), "
+        f"hashed AS (SELECT TO_HEX(MD5(ARRAY_TO_STRING([@filename, {hashed_text}], {SEP}))) AS first_id, * "
+        "FROM source), "
         "numbered AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY first_id) AS k FROM hashed) "
         f"SELECT IF(k = 1, first_id, TO_HEX(MD5(CONCAT(first_id, {SEP}, CAST(k AS STRING))))) AS unique_row_id, "
-        f"@filename AS filename, {typed}, @file_month AS file_month FROM numbered"
+        f"@filename AS filename, {columns}, @file_month AS file_month FROM numbered"
     )
+
+
+def typed_value(column: Column, found: FileColumn) -> str:
+    """As `duckdb_sql.typed_value`: one representation whatever type the file's era used."""
+    target = TYPES[column.type]
+    if found.kind in ("missing", "null"):
+        return f"CAST(NULL AS {target})"
+    source = _column(found.source)
+    if found.kind == "float" and column.type in (LogicalType.STRING, LogicalType.INTEGER):
+        message = f"CONCAT('column {found.source}: ', CAST({source} AS STRING), ' is not a whole number')"
+        return f"CAST(IF({source} = TRUNC({source}), CAST({source} AS INT64), ERROR({message})) AS {target})"
+    return f"CAST({source} AS {target})"
+
+
+def canonical_text(logical: LogicalType, value: str) -> str:
+    """As `duckdb_sql.canonical_text`; `rowid.canonical_text` is the reference."""
+    if logical is LogicalType.STRING:
+        return value
+    if logical is LogicalType.INTEGER:
+        return f"CAST({value} AS STRING)"
+    if logical is LogicalType.NUMERIC:
+        text = f"CAST({value} AS STRING)"
+        return f"IF(STRPOS({text}, '.') > 0, RTRIM(RTRIM({text}, '0'), '.'), {text})"
+    return f"FORMAT_TIMESTAMP('%Y-%m-%d %H:%M:%E6S', {value}, 'UTC')"
 
 
 def first_bad_value(project: str, dataset: str, colour: Colour, raw: str) -> str:
@@ -72,14 +128,15 @@ def first_bad_value(project: str, dataset: str, colour: Colour, raw: str) -> str
         f"(SELECT '{c.name}' AS column_name, '{c.type.value}' AS expected, {_column(c.name)} AS value "
         f"FROM {table(project, dataset, raw)} WHERE {_column(c.name)} IS NOT NULL "
         f"AND SAFE_CAST({_column(c.name)} AS {TYPES[c.type]}) IS NULL LIMIT 1)"
-        for c in colour.columns if c.type is not LogicalType.STRING
+        for c in colour.csv_columns if c.type is not LogicalType.STRING
     )
     return f"SELECT * FROM ({checks}) LIMIT 1"
 
 
 def merge_month(project: str, dataset: str, colour: Colour, staging: str) -> str:
-    """Kestra's MERGE, corrected: also deletes the file's rows that left it. Binds @filename and
-    @file_month; the partition filter in ON keeps the scan to the month's partition."""
+    """Kestra's MERGE, corrected: also deletes the month's rows that are not in the staged file
+    (rows that left it, or another source's file of the month). Binds @file_month; the partition
+    filter in ON keeps the scan to the month's partition."""
     columns = ["unique_row_id", "filename", *(c.name for c in colour.columns), "file_month"]
     names = ", ".join(_column(c) for c in columns)
     values = ", ".join(f"S.{_column(c)}" for c in columns)
@@ -87,7 +144,7 @@ def merge_month(project: str, dataset: str, colour: Colour, staging: str) -> str
         f"MERGE {table(project, dataset, colour.main_table)} T USING {table(project, dataset, staging)} S "
         "ON T.file_month = @file_month AND T.unique_row_id = S.unique_row_id "
         f"WHEN NOT MATCHED BY TARGET THEN INSERT ({names}) VALUES ({values}) "
-        "WHEN NOT MATCHED BY SOURCE AND T.file_month = @file_month AND T.filename = @filename THEN DELETE"
+        "WHEN NOT MATCHED BY SOURCE AND T.file_month = @file_month THEN DELETE"
     )
 
 
@@ -96,16 +153,13 @@ def count_rows(project: str, dataset: str, name: str) -> str:
 
 
 def count_month_rows(project: str, dataset: str, colour: Colour) -> str:
-    """Rows of one file. Binds @filename and @file_month."""
-    return (
-        f"SELECT COUNT(*) FROM {table(project, dataset, colour.main_table)} "
-        "WHERE file_month = @file_month AND filename = @filename"
-    )
+    """Rows of one month, whichever source's file they came from. Binds @file_month."""
+    return f"SELECT COUNT(*) FROM {table(project, dataset, colour.main_table)} WHERE file_month = @file_month"
 
 
 def month_stats(project: str, dataset: str, colour: Colour) -> str:
-    """Rows and distinct ids of one file. Binds @filename and @file_month."""
+    """Rows and distinct ids of one month. Binds @file_month."""
     return (
         f"SELECT COUNT(*), COUNT(DISTINCT unique_row_id) FROM {table(project, dataset, colour.main_table)} "
-        "WHERE file_month = @file_month AND filename = @filename"
+        "WHERE file_month = @file_month"
     )

@@ -1,16 +1,18 @@
 """Every DuckDB statement of the pipeline. Identifiers are validated and quoted; values are bound.
 
-The row id is defined in `rowid.py`: the hex MD5 of the file name and the raw text of every field
-(empty for NULL), joined by the unit separator 0x1F, which never appears in the CSVs; identical
-copies of a row are then numbered apart.
+The row id is defined in `rowid.py`: the hex MD5 of the file name and the text of every field
+(empty for NULL), joined by the unit separator 0x1F, which never appears in the files; identical
+copies of a row are then numbered apart. A CSV row's text is the file's own; a Parquet row has
+none, so its fields are typed first and hashed as their canonical text (`canonical_text`).
 """
 
 from __future__ import annotations
 
 import re
 
-from taxi_pipeline.lib.colours import Colour, LogicalType
+from taxi_pipeline.lib.colours import Colour, Column, LogicalType
 from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.raw_file import FileColumn
 
 TYPES = {
     LogicalType.STRING: "VARCHAR",
@@ -42,9 +44,17 @@ def create_main_table(dataset: str, colour: Colour) -> str:
     )
 
 
+def add_column(dataset: str, colour: Colour, column: Column) -> str:
+    """A column the TLC added later, added in place to a table made before it was known."""
+    return (
+        f"ALTER TABLE {table(dataset, colour.main_table)} "
+        f"ADD COLUMN IF NOT EXISTS {q(column.name)} {TYPES[column.type]}"
+    )
+
+
 def read_raw_csv(colour: Colour) -> str:
     """The file as text: every field VARCHAR, strict about field counts. Binds $path."""
-    columns = ", ".join(f"'{validate_identifier('column', c.name)}': 'VARCHAR'" for c in colour.columns)
+    columns = ", ".join(f"'{validate_identifier('column', c.name)}': 'VARCHAR'" for c in colour.csv_columns)
     return (
         "read_csv($path, header = true, auto_detect = false, delim = ',', quote = '\"', "
         f"escape = '\"', strict_mode = true, null_padding = false, columns = {{{columns}}})"
@@ -52,14 +62,63 @@ def read_raw_csv(colour: Colour) -> str:
 
 
 def create_staging_table(dataset: str, colour: Colour, staging: str) -> str:
-    """Staging = typed columns + first-copy ids. Binds $path and $filename. Replaced on re-runs."""
-    raw_text = ", ".join(f"coalesce({q(c.name)}, '')" for c in colour.columns)
-    typed = ", ".join(f"CAST({q(c.name)} AS {TYPES[c.type]}) AS {q(c.name)}" for c in colour.columns)
+    """Staging from a CSV = typed columns + first-copy ids of the raw text. Binds $path and
+    $filename. Replaced on re-runs. Columns the CSVs never had (the TLC's later ones) are NULL."""
+    raw_text = ", ".join(f"coalesce({q(c.name)}, '')" for c in colour.csv_columns)
+    typed = ", ".join(
+        f"CAST({q(c.name) if c.in_csv else 'NULL'} AS {TYPES[c.type]}) AS {q(c.name)}" for c in colour.columns
+    )
     return (
         f"CREATE OR REPLACE TABLE {table(dataset, staging)} AS "
         f"SELECT md5(concat_ws(chr(31), $filename, {raw_text})) AS unique_row_id, "
         f"$filename AS filename, {typed} FROM {read_raw_csv(colour)}"
     )
+
+
+def create_staging_from_parquet(
+    dataset: str, colour: Colour, staging: str, layout: tuple[FileColumn, ...],
+) -> str:
+    """Staging from a Parquet file: each column typed from whatever type its era stored it in,
+    then the id of the typed values' canonical text. Binds $path and $filename."""
+    by_name = {c.name: c for c in layout}
+    typed = ", ".join(f"{typed_value(c, by_name[c.name])} AS {q(c.name)}" for c in colour.columns)
+    text = ", ".join(f"coalesce({canonical_text(c.type, q(c.name))}, '')" for c in colour.columns)
+    columns = ", ".join(q(c.name) for c in colour.columns)
+    return (
+        f"CREATE OR REPLACE TABLE {table(dataset, staging)} AS "
+        f"SELECT md5(concat_ws(chr(31), $filename, {text})) AS unique_row_id, $filename AS filename, "
+        f"{columns} FROM (SELECT {typed} FROM read_parquet($path))"
+    )
+
+
+def typed_value(column: Column, found: FileColumn) -> str:
+    """The column's value in its logical type, from the kind of type the file stores it in.
+
+    One representation whatever the era: a code stored as 1.0 becomes 1 (and '1' as text), and a
+    double that is not a whole number fails the month rather than being rounded.
+    """
+    target = TYPES[column.type]
+    if found.kind in ("missing", "null"):
+        return f"CAST(NULL AS {target})"
+    source = q(found.source)
+    if found.kind == "float" and column.type in (LogicalType.STRING, LogicalType.INTEGER):
+        message = f"'column {validate_identifier('column', found.source)}: ' || CAST({source} AS VARCHAR) || ' is not a whole number'"
+        whole = f"CASE WHEN {source} = trunc({source}) THEN CAST({source} AS BIGINT) ELSE error({message}) END"
+        return f"CAST({whole} AS {target})"
+    return f"CAST({source} AS {target})"
+
+
+def canonical_text(logical: LogicalType, value: str) -> str:
+    """The text a typed value is hashed as; `rowid.canonical_text` is the reference."""
+    if logical is LogicalType.STRING:
+        return value
+    if logical is LogicalType.INTEGER:
+        return f"CAST({value} AS VARCHAR)"
+    if logical is LogicalType.NUMERIC:
+        # DECIMAL(38, 9) prints nine decimals; the canonical text has no trailing zeros.
+        text = f"CAST({value} AS VARCHAR)"
+        return f"CASE WHEN contains({text}, '.') THEN rtrim(rtrim({text}, '0'), '.') ELSE {text} END"
+    return f"strftime({value}, '%Y-%m-%d %H:%M:%S.%f')"
 
 
 def number_identical_rows(dataset: str, staging: str) -> str:
@@ -109,7 +168,7 @@ def first_bad_value(colour: Colour) -> str:
     checks = ", ".join(
         f"min(line) FILTER (WHERE {q(c.name)} IS NOT NULL "
         f"AND TRY_CAST({q(c.name)} AS {TYPES[c.type]}) IS NULL) AS {q(c.name)}"
-        for c in colour.columns
+        for c in colour.csv_columns
         if c.type is not LogicalType.STRING
     )
     return f"SELECT {checks} FROM (SELECT row_number() OVER () + 1 AS line, * FROM {read_raw_csv(colour)})"
@@ -123,11 +182,21 @@ def field_at_line(colour: Colour, column: str) -> str:
     )
 
 
-def delete_vanished_rows(dataset: str, colour: Colour, staging: str) -> str:
-    """Rows of this file that are no longer in it. Binds $filename; touches only that file's rows."""
+def month_filter(file_names: int) -> str:
+    """`filename IN ($month_file_0, ...)`: a month's rows, whichever source's file they came from."""
+    return "filename IN (" + ", ".join(f"$month_file_{i}" for i in range(file_names)) + ")"
+
+
+def month_params(file_names: tuple[str, ...]) -> dict[str, str]:
+    return {f"month_file_{i}": name for i, name in enumerate(file_names)}
+
+
+def delete_vanished_rows(dataset: str, colour: Colour, staging: str, file_names: int) -> str:
+    """The month's rows that are not in the staged file (rows gone from it, or rows another
+    source's file left). Binds the month's file names; touches only the month's rows."""
     main = table(dataset, colour.main_table)
     return (
-        f"DELETE FROM {main} WHERE filename = $filename AND NOT EXISTS "
+        f"DELETE FROM {main} WHERE {month_filter(file_names)} AND NOT EXISTS "
         f"(SELECT 1 FROM {table(dataset, staging)} s WHERE s.unique_row_id = {main}.unique_row_id)"
     )
 
@@ -147,14 +216,14 @@ def insert_all_rows(dataset: str, colour: Colour, staging: str) -> str:
     return f"INSERT INTO {table(dataset, colour.main_table)} BY NAME SELECT * FROM {table(dataset, staging)}"
 
 
-def count_month_rows(dataset: str, colour: Colour) -> str:
-    """Rows of one file in the main table. Binds $filename."""
-    return f"SELECT count(*) FROM {table(dataset, colour.main_table)} WHERE filename = $filename"
+def count_month_rows(dataset: str, colour: Colour, file_names: int) -> str:
+    """Rows of one month in the main table. Binds the month's file names."""
+    return f"SELECT count(*) FROM {table(dataset, colour.main_table)} WHERE {month_filter(file_names)}"
 
 
-def month_stats(dataset: str, colour: Colour) -> str:
-    """Rows and distinct ids of one file in the main table. Binds $filename."""
+def month_stats(dataset: str, colour: Colour, file_names: int) -> str:
+    """Rows and distinct ids of one month in the main table. Binds the month's file names."""
     return (
         "SELECT count(*), count(DISTINCT unique_row_id) "
-        f"FROM {table(dataset, colour.main_table)} WHERE filename = $filename"
+        f"FROM {table(dataset, colour.main_table)} WHERE {month_filter(file_names)}"
     )

@@ -16,8 +16,9 @@ import duckdb
 
 from taxi_pipeline.lib.warehouses import duckdb_sql as sql
 from taxi_pipeline.lib.colours import Colour, LogicalType
-from taxi_pipeline.lib.sources.csvgz import InvalidFileError
 from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.raw_file import RawFile
+from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,16 @@ class DuckDBWarehouse:
     def table_name(self, table: str) -> str:
         return f"{self.dataset}.{validate_identifier('table', table)}"
 
-    def stage(
-        self, colour: Colour, month: dt.date, object_uri: str, source_md5: str | None = None,
-    ) -> StageResult:
+    def stage(self, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
         staging = colour.staging_table(month)
-        params = {"path": object_uri, "filename": colour.file_name(month)}
+        params = {"path": raw.uri, "filename": raw.file_name}
         building = f"{staging}__building"
-        create = sql.create_staging_table(self.dataset, colour, building)
+        if raw.format == "parquet":
+            create = sql.create_staging_from_parquet(self.dataset, colour, building, raw.layout)
+        else:
+            create = sql.create_staging_table(self.dataset, colour, building)
         number = sql.number_identical_rows(self.dataset, building)
-        fingerprint = _fingerprint(source_md5, colour.file_name(month), [create, number]) if source_md5 else None
+        fingerprint = _fingerprint(raw.md5, raw.file_name, [create, number]) if raw.md5 else None
         with self.connect() as con:
             con.execute(sql.create_schema(self.dataset))
             if fingerprint is not None and self._comment(con, staging) == fingerprint:
@@ -64,9 +66,13 @@ class DuckDBWarehouse:
             try:
                 con.execute(create, params)
             except duckdb.ConversionException as exc:
-                raise self._locate_bad_value(con, colour, month, object_uri) from exc
+                if raw.format == "parquet":
+                    raise InvalidFileError(raw.file_name, f"a value does not fit its column: {exc}") from exc
+                raise self._locate_bad_value(con, colour, raw) from exc
             except duckdb.InvalidInputException as exc:
-                raise _csv_error(colour.file_name(month), exc) from exc
+                if raw.format == "parquet":  # error() of a typed_value, or a corrupt page
+                    raise InvalidFileError(raw.file_name, str(exc).splitlines()[0]) from exc
+                raise _csv_error(raw.file_name, exc) from exc
             con.execute(number)
             if fingerprint is not None:
                 con.execute(sql.comment_on_table(self.dataset, building, fingerprint))
@@ -79,23 +85,30 @@ class DuckDBWarehouse:
             [(rows,)] = con.execute(sql.count_rows(self.dataset, staging)).fetchall()
         return StageResult(self.table_name(staging), rows)
 
-    def merge(self, colour: Colour, month: dt.date) -> MergeResult:
+    def merge(
+        self, colour: Colour, month: dt.date, file_name: str, month_file_names: tuple[str, ...],
+    ) -> MergeResult:
         staging = colour.staging_table(month)
-        params = {"filename": colour.file_name(month)}
+        params = {"filename": file_name}
+        month_params = sql.month_params(month_file_names)
+        n = len(month_file_names)
         with self.connect() as con:
-            con.execute(sql.create_main_table(self.dataset, colour))
+            self._ensure_main_table(con, colour)
             # One transaction: readers see the month before or after, never in between, and a
-            # killed run rolls back. Both statements touch only this file's rows (ids embed the
+            # killed run rolls back. Both statements touch only this month's rows (ids embed the
             # file name), which keeps the cost flat as the table grows.
             con.execute("BEGIN TRANSACTION")
-            [(before,)] = con.execute(sql.count_month_rows(self.dataset, colour), params).fetchall()
+            [(before,)] = con.execute(sql.count_month_rows(self.dataset, colour, n), month_params).fetchall()
             if before == 0:
                 # A month's first load, as in every backfill: nothing to compare against, so the
                 # anti-joins (0.7 s of a 7.7M-row month) are skipped.
                 deleted = 0
                 [(inserted,)] = con.execute(sql.insert_all_rows(self.dataset, colour, staging)).fetchall()
             else:
-                [(deleted,)] = con.execute(sql.delete_vanished_rows(self.dataset, colour, staging), params).fetchall()
+                # Also deletes the rows another source's file of this month left (a source switch).
+                [(deleted,)] = con.execute(
+                    sql.delete_vanished_rows(self.dataset, colour, staging, n), month_params
+                ).fetchall()
                 [(staged,)] = con.execute(sql.count_rows(self.dataset, staging)).fetchall()
                 if before - deleted == staged:
                     # Every remaining id is a staged id (that is what the DELETE left) and there
@@ -113,13 +126,22 @@ class DuckDBWarehouse:
         found = con.execute(sql.table_comment(), {"dataset": self.dataset, "name": table}).fetchall()
         return found[0][0] if found else None
 
-    def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
+    def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
         with self.connect() as con:
-            con.execute(sql.create_main_table(self.dataset, colour))
+            self._ensure_main_table(con, colour)
             [(rows, distinct)] = con.execute(
-                sql.month_stats(self.dataset, colour), {"filename": colour.file_name(month)}
+                sql.month_stats(self.dataset, colour, len(month_file_names)), sql.month_params(month_file_names)
             ).fetchall()
         return MonthStats(rows, distinct)
+
+    def _ensure_main_table(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
+        con.execute(sql.create_schema(self.dataset))
+        con.execute(sql.create_main_table(self.dataset, colour))
+        # A table made before the TLC's later columns were known gets them in place (NULL for
+        # the months it holds): no reload.
+        for column in colour.columns:
+            if not column.in_csv:
+                con.execute(sql.add_column(self.dataset, colour, column))
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -148,21 +170,19 @@ class DuckDBWarehouse:
                 time.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, 5.0)
 
-    def _locate_bad_value(
-        self, con: duckdb.DuckDBPyConnection, colour: Colour, month: dt.date, object_uri: str,
-    ) -> InvalidFileError:
+    def _locate_bad_value(self, con: duckdb.DuckDBPyConnection, colour: Colour, raw: RawFile) -> InvalidFileError:
         """Finds the first line and column whose text does not cast, for a message a user can act on."""
         con.execute("SET threads = 1")
         con.execute("SET preserve_insertion_order = true")
-        typed = [c for c in colour.columns if c.type is not LogicalType.STRING]
-        first_lines = con.execute(sql.first_bad_value(colour), {"path": object_uri}).fetchone()
+        typed = [c for c in colour.csv_columns if c.type is not LogicalType.STRING]
+        first_lines = con.execute(sql.first_bad_value(colour), {"path": raw.uri}).fetchone()
         bad = sorted((line, i) for i, line in enumerate(first_lines) if line is not None)
-        file_name = colour.file_name(month)
+        file_name = raw.file_name
         if not bad:
             return InvalidFileError(file_name, "a value could not be converted to its column's type")
         line, index = bad[0]
         column = typed[index]
-        params = {"path": object_uri, "line": line}
+        params = {"path": raw.uri, "line": line}
         [(value,)] = con.execute(sql.field_at_line(colour, column.name), params).fetchall()
         return InvalidFileError(file_name, f"column {column.name}: {value!r} is not a valid {column.type.value}", line=line)
 

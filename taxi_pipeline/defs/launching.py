@@ -1,0 +1,72 @@
+"""What the schedules and the sensors ask before they launch a month: is it loaded, is a run of it
+already queued or running, what did the source say about its file when it was loaded."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from taxi_pipeline.defs.assets import main_asset_key, raw_asset_key
+from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS
+from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.sources.http import Published
+
+_UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def recent_months(before: dt.datetime, count: int) -> list[tuple[str, dt.date]]:
+    """The `count` months that ended before `before`, newest first, as (partition key, month)."""
+    months: list[tuple[str, dt.date]] = []
+    while len(months) < count:
+        window = MONTHLY_PARTITIONS.get_prev_partition_window(before)
+        if window is None:
+            break
+        key = MONTHLY_PARTITIONS.get_partition_key_for_timestamp(window.start.timestamp())
+        months.append((key, window.start.date()))
+        before = window.start
+    return months
+
+
+def loaded_partitions(instance: dg.DagsterInstance, colour: Colour) -> set[str]:
+    return set(instance.get_materialized_partitions(main_asset_key(colour)))
+
+
+def has_unfinished_run(instance: dg.DagsterInstance, colour: Colour, partition_key: str) -> bool:
+    """Whether any run of the month is queued or in progress, whoever launched it."""
+    runs = instance.get_runs(
+        filters=dg.RunsFilter(tags={"taxi": colour.name, "dagster/partition": partition_key}, statuses=_UNFINISHED),
+        limit=1,
+    )
+    return bool(runs)
+
+
+def recorded_tokens(instance: dg.DagsterInstance, colour: Colour, partition_key: str) -> Published | None:
+    """What the source said about the file the month was last loaded from (the raw asset's
+    materialization), or None if it was never loaded."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=raw_asset_key(colour), asset_partitions=[partition_key]), limit=1,
+    ).records
+    if not records:
+        return None
+    materialization = records[0].asset_materialization
+    metadata = {k: v.value for k, v in (materialization.metadata if materialization else {}).items()}
+    length = metadata.get("content_length")
+    return Published(
+        int(length) if isinstance(length, int) and length >= 0 else None,
+        metadata.get("etag") or None, metadata.get("last_modified") or None,
+    )
+
+
+def changes(recorded: Published, now: Published) -> list[str]:
+    """The change tokens that differ, among those both sides know. The TLC's ETag is an S3
+    multipart ETag, not an MD5: a change token only, as are the length and Last-Modified."""
+    differ = []
+    for name in ("etag", "content_length", "last_modified"):
+        before, after = getattr(recorded, name), getattr(now, name)
+        if before is not None and after is not None and before != after:
+            differ.append(f"{name} {before} -> {after}")
+    return differ

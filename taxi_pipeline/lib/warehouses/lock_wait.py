@@ -1,0 +1,79 @@
+"""Who holds the embedded warehouse's lock, in words an operator can act on.
+
+DuckDB lets one process at a time open a file for writing, and while it does, no other process can
+open the file at all. Its error names the holder:
+
+    IO Error: Could not set lock on file "/x/warehouse.duckdb": Conflicting lock is held in
+    /usr/bin/python3.11 (PID 4704). See also https://duckdb.org/docs/current/connect/concurrency
+
+The program path alone rarely says who that is (a notebook and a Dagster run are both `python`),
+so on Linux the holder's command line is read from /proc as well.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_CONFLICT = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+_COMMAND_CHARS = 100
+HINT = (
+    "if it is a DuckDB CLI or a notebook, close it or detach the file; to read while loading, "
+    "use `python -m taxi_pipeline counts` or a snapshot copy (see docs/operating.md)"
+)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int | None
+    program: str | None
+    command: str | None  # the holder's command line, where the OS shows it
+
+    def describe(self) -> str:
+        if self.pid is None:
+            return "another process"
+        shown = self.command or self.program or "unknown program"
+        return f"PID {self.pid} ({shown})"
+
+    @property
+    def is_pipeline_run(self) -> bool:
+        """A Dagster run of this project lets go on its own when its warehouse step ends."""
+        return "dagster" in (self.command or "")
+
+
+def is_lock_conflict(error_text: str) -> bool:
+    return "lock" in error_text.lower()
+
+
+def lock_holder(error_text: str) -> LockHolder | None:
+    """The process DuckDB names in a lock error; None if the error is not about the lock."""
+    if not is_lock_conflict(error_text):
+        return None
+    found = _CONFLICT.search(error_text)
+    if found is None:
+        return LockHolder(None, None, None)
+    pid = int(found["pid"])
+    return LockHolder(pid, found["program"], _command_line(pid))
+
+
+def lock_wait_message(path: str | Path, error_text: str, waited_s: float, *, gave_up: bool = False) -> str:
+    """One log line: the file, its holder, how long this process has waited, and what to do."""
+    holder = lock_holder(error_text) or LockHolder(None, None, None)
+    state = f"gave up after {waited_s:.0f} s" if gave_up else f"waiting, {waited_s:.0f} s so far"
+    if holder.is_pipeline_run:
+        advice = "it is another run's warehouse step, which lets go when it ends"
+    else:
+        advice = HINT
+    return f"warehouse {path} is locked by {holder.describe()}: {state}; {advice}"
+
+
+def _command_line(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # not Linux, or the holder has just exited
+        return None
+    command = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    if len(command) > _COMMAND_CHARS:
+        command = command[: _COMMAND_CHARS - 3] + "..."
+    return command or None

@@ -1,0 +1,137 @@
+"""Is the live main table this project's? Compares it with the layout the pipeline writes.
+
+A table of another shape, typically the one the course's Kestra flow made (`unique_row_id BYTES`,
+partitioned by pickup date, no `file_month`), must never be written to: a merge would fail half-way
+or, worse, mix two kinds of ids. The warehouses call `check_main_table` before any write; the CLI's
+`adopt` converts such a table. Columns the TLC added later (`in_csv=False`) may be missing from a
+table that is otherwise ours: the warehouse adds them in place, so they are "to add", not foreign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from taxi_pipeline.lib.colours import Colour, Column, LogicalType
+
+ADOPT_COMMAND = "python -m taxi_pipeline adopt {colour}"
+
+
+class ForeignTableError(RuntimeError):
+    """The main table is not this project's layout; nothing was written to it."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A table's columns (name -> dialect type, in order) and, on BigQuery, its layout."""
+
+    columns: dict[str, str]
+    partitioning: str | None = None  # e.g. "DAY(file_month)"; None where the dialect has none
+    clustering: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShapeReport:
+    table: str
+    live: Shape
+    differences: tuple[str, ...]
+    to_add: tuple[Column, ...] = field(default=())
+
+    @property
+    def is_ours(self) -> bool:
+        return not self.differences
+
+    @property
+    def looks_like_kestra(self) -> bool:
+        return _normal(self.live.columns.get("unique_row_id", "")) in {"BYTES", "BLOB"}
+
+
+def expected_columns(colour: Colour, types: dict[LogicalType, str], *, trailing: dict[str, str] | None = None) -> dict[str, str]:
+    """`unique_row_id`, `filename`, the colour's columns in `types`' dialect, then `trailing` ones."""
+    columns = {"unique_row_id": types[LogicalType.STRING], "filename": types[LogicalType.STRING]}
+    columns.update({c.name: types[c.type] for c in colour.columns})
+    columns.update(trailing or {})
+    return columns
+
+
+def compare(table: str, colour: Colour, live: Shape, expected: Shape, *, layout: bool) -> ShapeReport:
+    """The differences of `live` from `expected`; `layout` also compares partitioning and clustering."""
+    optional = {c.name.lower(): c for c in colour.columns if not c.in_csv}
+    live_columns = {name.lower(): (name, kind) for name, kind in live.columns.items()}
+    differences, to_add = [], []
+    for name, kind in expected.columns.items():
+        if name.lower() not in live_columns:
+            if name.lower() in optional:
+                to_add.append(optional[name.lower()])
+            else:
+                differences.append(f"column {name} {kind} is missing")
+        elif _normal(live_columns[name.lower()][1]) != _normal(kind):
+            differences.append(f"column {name} is {live_columns[name.lower()][1]}, expected {kind}")
+    expected_names = {name.lower() for name in expected.columns}
+    differences += [
+        f"column {name} {kind} is not one of this project's"
+        for key, (name, kind) in live_columns.items() if key not in expected_names
+    ]
+    if layout:
+        differences += _layout_differences(live, expected)
+    return ShapeReport(table, live, tuple(differences), tuple(to_add))
+
+
+def _layout_differences(live: Shape, expected: Shape) -> list[str]:
+    differences = []
+    if live.partitioning != expected.partitioning:
+        now = f"partitioned by {live.partitioning}" if live.partitioning else "not partitioned"
+        differences.append(f"{now}, expected PARTITION BY {expected.partitioning}")
+    if tuple(c.lower() for c in live.clustering) != tuple(c.lower() for c in expected.clustering):
+        now = f"clustered by {', '.join(live.clustering)}" if live.clustering else "not clustered"
+        differences.append(f"{now}, expected CLUSTER BY {', '.join(expected.clustering)}")
+    return differences
+
+
+def foreign_table_message(colour: Colour, report: ShapeReport) -> str:
+    """Names the table, what differs, and the two ways out."""
+    lines = [f"{report.table} is not this project's {colour.name} main table, so nothing was written to it:"]
+    lines += [f"  - {difference}" for difference in report.differences]
+    if report.looks_like_kestra:
+        lines.append("It looks like the table the course's Kestra flow made (its ids are 16-byte MD5s).")
+    lines += [
+        "Two ways out:",
+        f"  1. keep its rows: `{ADOPT_COMMAND.format(colour=colour.name)}` converts it in place to this "
+        "project's layout; the next load of each month then replaces that month's rows with this project's;",
+        "  2. or leave it as it is: set TAXI_DATASET to another dataset, where the pipeline creates its own tables.",
+    ]
+    return "\n".join(lines)
+
+
+def check_main_table(con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None) -> tuple[Column, ...]:
+    """Raises `ForeignTableError` if the colour's main table exists and is not this project's.
+
+    `con_or_client` is a DuckDB connection or a `google.cloud.bigquery.Client` (whose project is
+    used unless `project` is given). Returns the TLC-added columns the table lacks, for the caller
+    to add in place; a table that does not exist yet passes (the load creates it).
+    """
+    report = main_table_report(con_or_client, dataset, colour, project=project)
+    if report is None:
+        return ()
+    if not report.is_ours:
+        raise ForeignTableError(foreign_table_message(colour, report))
+    return report.to_add
+
+
+def main_table_report(con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None) -> ShapeReport | None:
+    """The live main table compared with this project's shape, or None if it does not exist."""
+    if isinstance(con_or_client, duckdb.DuckDBPyConnection):
+        from taxi_pipeline.lib.warehouses import duckdb_admin
+
+        return duckdb_admin.main_table_report(con_or_client, dataset, colour)
+    # Imported here: the Google client libraries are slow to import and the embedded default never needs them.
+    from taxi_pipeline.lib.warehouses import bigquery_admin
+
+    return bigquery_admin.main_table_report(con_or_client, project or con_or_client.project, dataset, colour)
+
+
+def _normal(kind: str) -> str:
+    """`DECIMAL(38, 9)` and `decimal(38,9)` are the same type."""
+    return "".join(kind.split()).upper()
