@@ -12,27 +12,30 @@ import dagster as dg
 import duckdb
 
 from taxi_pipeline.defs.assets import build_colour_assets
-from taxi_pipeline.defs.checks import build_main_table_check
+from taxi_pipeline.defs.checks import build_main_table_check, build_schema_drift_check
 from taxi_pipeline.defs.resources import LocalTarget, SourceResource
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.rowid import row_ids
 
 DATA = Path(__file__).parent / "data"
-MIRROR = DATA / "mirror"
+MIRROR = DATA / "mirror"  # the release's layout: <colour>/<file>.csv.gz
+TLC = DATA / "tlc"  # the TLC's layout: <file>.parquet, flat
 
 
-def make_resources(home: Path, base_url: str, **source: object) -> dict[str, object]:
+def make_resources(home: Path, base_url: str, tlc_url: str | None = None, **source: object) -> dict[str, object]:
     """The embedded target in `home`, with fast retries so fault tests stay quick."""
     settings = {"attempts": 3, "first_retry_delay_s": 0.01, "timeout_s": 5.0, **source}
     return {
-        "source": SourceResource(base_url=base_url, **settings),
+        "source": SourceResource(base_url=base_url, tlc_url=tlc_url or TLC.as_uri(), **settings),
         "target": LocalTarget(home=str(home), dataset="zoomcamp"),
     }
 
 
 def load_month(colour: Colour, partition_key: str, resources: dict, **kwargs) -> dg.ExecuteInProcessResult:
     """Materializes the colour's three assets and its check for one month, in process."""
-    assets = [*build_colour_assets(colour, "file", "duckdb"), build_main_table_check(colour)]
+    assets = [
+        *build_colour_assets(colour, "file", "duckdb"), build_main_table_check(colour), build_schema_drift_check(colour),
+    ]
     return dg.materialize(assets, partition_key=partition_key, resources=resources, **kwargs)
 
 

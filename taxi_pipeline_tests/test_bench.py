@@ -17,7 +17,7 @@ def test_the_benchmark_runs_and_writes_its_results(tmp_path):
     assert set(report["steps"]) == {
         "floor", "floor_with_ids", "ours", "ours_rerun", "ours_2x_rows", "dlt_merge", "dlt_merge_arrow",
     }
-    assert set(report["ours_step_s"]) >= {"yellow_raw_csv", "yellow_staging", "yellow_tripdata"}
+    assert set(report["ours_step_s"]) >= {"yellow_raw_file", "yellow_staging", "yellow_tripdata"}
     assert report["merges"][0]["rerun_inserted"] == 0 and report["merges"][-1]["rerun_inserted"] == 0
     assert [m["table_rows"] for m in report["merges"]] == [3_000, 6_000]
     assert all(m["inserted"] == 3_000 for m in report["merges"])

@@ -17,16 +17,23 @@ from taxi_pipeline.lib.colours import COLOURS
 ROOT = Path(__file__).parents[1]
 
 
-def test_every_colour_has_three_assets_a_check_a_job_and_a_schedule():
+def test_every_colour_has_three_assets_two_checks_a_job_a_schedule_and_a_sensor():
     definitions = defs()
     for colour in COLOURS:
         job = definitions.resolve_job_def(f"{colour}_taxi_job")
         assert dg.validate_run_config(job, {}) is not None
         assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
-            f"{colour}_raw_csv", f"{colour}_staging", f"{colour}_tripdata"
+            f"{colour}_raw_file", f"{colour}_staging", f"{colour}_tripdata"
         }
         assert definitions.get_schedule_def(f"{colour}_taxi_schedule").job_name == f"{colour}_taxi_job"
-    assert len(list(definitions.resolve_asset_graph().asset_check_keys)) == len(COLOURS)
+        sensor = definitions.get_sensor_def(f"{colour}_taxi_sensor")
+        assert sensor.job_name == f"{colour}_taxi_job" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+        assert sensor.minimum_interval_seconds == 24 * 60 * 60
+    checks = {(k.asset_key.to_user_string(), k.name) for k in definitions.resolve_asset_graph().asset_check_keys}
+    assert checks == {
+        pair for colour in COLOURS
+        for pair in ((f"{colour}_tripdata", "month_matches_source"), (f"{colour}_raw_file", "schema_known"))
+    }
 
 
 def test_resources_come_from_the_environment(monkeypatch, tmp_path):
@@ -40,6 +47,18 @@ def test_resources_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TAXI_TARGET", "cloud9")
     with pytest.raises(ValueError, match="cloud9"):
         build_resources()
+
+
+def test_the_source_mode_comes_from_the_environment_and_is_checked(monkeypatch):
+    assert build_resources()["source"].choice().mode == "auto"
+    monkeypatch.setenv("TAXI_SOURCE", "tlc")
+    monkeypatch.setenv("TAXI_TLC_URL", "http://127.0.0.1:9/trip-data")
+    source = build_resources()["source"]
+    assert source.mode == dg.EnvVar("TAXI_SOURCE") and source.tlc_url == dg.EnvVar("TAXI_TLC_URL")
+    with pytest.raises(ValueError, match="TAXI_TLC_URL must be an http"):
+        SourceResource(tlc_url="ftp://example/trip-data").choice()
+    with pytest.raises(ValueError, match="TAXI_SOURCE='s3' is not a known source"):
+        SourceResource(mode="s3").choice()
 
 
 def test_dagster_validates_the_workspace(tmp_path):

@@ -202,7 +202,7 @@ def _assert_backfill_runs(stack: Stack, colour, runs: list[dict], partitions: li
 def test_a_ui_asset_backfill_of_green_2020_loads_12_months_each_run_tagged(stack):
     started = time.monotonic()
     backfill_id = _launch_backfill(stack, {
-        "assetSelection": [{"path": [key]} for key in ("green_raw_csv", "green_staging", "green_tripdata")],
+        "assetSelection": [{"path": [key]} for key in ("green_raw_file", "green_staging", "green_tripdata")],
         "partitionNames": GREEN_2020, "fromFailure": False,
         "tags": [{"key": "dagster/from_ui", "value": "true"}],  # no backfill tag: the code adds it
     })

@@ -81,7 +81,7 @@ def _assert_fails_and_nothing_changes(home: Path, server, *expected: str, **sour
     for text in (FILE, *expected):
         assert text in message, message
     assert table_checksum(home, GREEN) == before
-    if step == "green_raw_csv":  # a file that fails the download checks is never published
+    if step == "green_raw_file":  # a file that fails the download checks is never published
         assert (home / "bucket" / "green" / f"{FILE}.gz").read_bytes() == bucket_before
     assert not list((home / "bucket").rglob("*.part")), "temporary files left behind"
     return message
@@ -194,7 +194,7 @@ def test_transient_network_faults_are_retried_and_the_month_loads(tmp_path, serv
     home = tmp_path / "fresh"
     result = load_month(GREEN, APRIL, make_resources(home, served.url, timeout_s=0.5))
     assert result.success and len(served.requests) == len(faults) + 1
-    [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["green_raw_csv"]]
+    [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["green_raw_file"]]
     assert raw.materialization.metadata["download_attempts"].value == len(faults) + 1
     assert table_checksum(home, GREEN)[0] == 35_612
 
@@ -230,7 +230,9 @@ def pausing_connect(self, read_only=False):
     with connect(self, read_only) as con:
         yield PausingAtCommit(con)
 DuckDBWarehouse.connect = pausing_connect
-DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, dt.date.fromisoformat(sys.argv[2]))
+month = dt.date.fromisoformat(sys.argv[2])
+names = (f"green_tripdata_{month:%Y-%m}.csv", f"green_tripdata_{month:%Y-%m}.parquet")
+DuckDBWarehouse(sys.argv[1], "zoomcamp").merge(GREEN, month, names[0], names)
 """
 
 
@@ -252,7 +254,7 @@ def test_a_run_killed_inside_the_merge_leaves_the_old_month_and_a_rerun_complete
     header, *rows = TEXT.split(b"\r\n")
     served.month_file.write_bytes(gzip.compress(b"\r\n".join([header, *rows[300:]])))
     staged = load_month(
-        GREEN, APRIL, make_resources(home, served.url), selection=["green_raw_csv", "green_staging"]
+        GREEN, APRIL, make_resources(home, served.url), selection=["green_raw_file", "green_staging"]
     )
     assert staged.success
     before = table_checksum(home, GREEN)
@@ -268,7 +270,7 @@ def test_a_run_killed_before_committing_a_first_load_leaves_the_table_without_th
     """A month's first load skips the anti-joins; a kill after its INSERT must still roll it back."""
     with serve_folder(MIRROR) as server:
         resources = make_resources(home, server.url)
-        staged = load_month(GREEN, "2020-10-01", resources, selection=["green_raw_csv", "green_staging"])
+        staged = load_month(GREEN, "2020-10-01", resources, selection=["green_raw_file", "green_staging"])
         assert staged.success
         before = table_checksum(home, GREEN)
         _kill_merge_at_commit(home / "warehouse.duckdb", "2020-10-01")
@@ -301,12 +303,16 @@ from pathlib import Path
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # write() then fails with EFBIG, like ENOSPC
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.sources.csvgz import CsvGzipValidator
 from taxi_pipeline.lib.sources.http import download
+from taxi_pipeline.lib.sources.release import ReleaseSource
 from taxi_pipeline.lib.stores.local import LocalObjectStore
 store = LocalObjectStore(sys.argv[1])
+source = ReleaseSource()
+file = source.locate(GREEN, __import__("datetime").date(2020, 4, 1))
 try:
-    with store.write("green/green_tripdata_2020-04.csv.gz") as pending:
-        download(sys.argv[2], pending.path, GREEN.header)
+    with store.write(file.object_key) as pending:
+        download(sys.argv[2], pending.path, lambda: source.validator(GREEN, file))
 except OSError as exc:
     print(exc)
 """
@@ -370,5 +376,8 @@ def test_a_hostile_bucket_name_is_rejected(bucket):
 
 def test_a_hostile_source_url_scheme_is_rejected(tmp_path):
     resources = make_resources(tmp_path, "ftp://example.invalid/x")
-    with pytest.raises(ValueError, match="http"):
-        resources["source"].url("green/green_tripdata_2020-04.csv.gz")
+    with pytest.raises(ValueError, match="TAXI_SOURCE_URL must be an http"):
+        resources["source"].choice()
+    resources = make_resources(tmp_path, "file:///mirror", tlc_url="gopher://example.invalid/x")
+    with pytest.raises(ValueError, match="TAXI_TLC_URL must be an http"):
+        resources["source"].choice()

@@ -32,7 +32,7 @@ def _tick(colour, when: dt.datetime, resources):
 @pytest.mark.parametrize(("colour", "hour", "cron"), [(GREEN, 9, "0 9 1 * *"), (YELLOW, 10, "0 10 1 * *")])
 def test_the_february_tick_loads_january(tmp_path, colour, hour, cron):
     mirror = copy_mirror(tmp_path / "mirror")
-    january = mirror / colour.object_key(dt.date(2020, 1, 1))
+    january = mirror / colour.name / f"{colour.name}_tripdata_2020-01.csv.gz"
     january.parent.mkdir(parents=True, exist_ok=True)
     january.write_bytes(b"published")
     resources = make_resources(tmp_path / "home", mirror.as_uri())
@@ -51,9 +51,20 @@ def test_a_month_not_yet_published_is_skipped_with_a_reason(tmp_path):
     when = dt.datetime(2026, 12, 1, 9, tzinfo=dt.UTC)
     _, data = _tick(GREEN, when, resources)
     assert not data.run_requests
+    # After the release's last month, the TLC serves the months (here a file:// mirror of it).
     assert data.skip_message == (
-        "not published at the source yet: green_tripdata_2026-11.csv, green_tripdata_2026-10.csv, "
-        "green_tripdata_2026-09.csv"
+        "not published at the source yet: green_tripdata_2026-11.parquet, green_tripdata_2026-10.parquet, "
+        "green_tripdata_2026-09.parquet"
+    )
+
+
+def test_in_release_mode_months_after_the_release_are_not_launched_and_the_skip_says_why(tmp_path):
+    resources = make_resources(tmp_path / "home", copy_mirror(tmp_path / "mirror").as_uri(), mode="release")
+    _, data = _tick(GREEN, dt.datetime(2021, 9, 1, 9, tzinfo=dt.UTC), resources)
+    assert not data.run_requests
+    assert data.skip_message == (
+        "not published at the source yet: green_tripdata_2021-07.csv, green_tripdata_2021-06.csv; "
+        "no source configured for 2021-08 (TAXI_SOURCE=release)"
     )
 
 
