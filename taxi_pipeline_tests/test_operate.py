@@ -267,7 +267,8 @@ def test_fresh_start_lists_then_deletes_one_colour_and_a_backfill_starts_from_no
     print(dry.stdout)
     assert dry.returncode == 0 and state() == before
     for listed in ("zoomcamp.green_tripdata ", "zoomcamp.green_tripdata_2019_01 ", "green_tripdata_2019_01__building",
-                   "green/green_tripdata_2019-01.csv.gz ", ".part", "green_raw_file", "green_tripdata          1 materialized"):
+                   "green/green_tripdata_2019-01.csv.gz ", ".part", "green_raw_file ",
+                   "1 materialized partition (2019-01-01), 1 month_matches_source check run"):
         assert listed in dry.stdout, listed
     assert "yellow" not in dry.stdout
 

@@ -13,17 +13,23 @@ import re
 import shutil
 import subprocess
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
+from dagster import DagsterInstance
+from dagster._config import process_config, resolve_to_config_type
 from dagster._core.remote_origin import GrpcServerCodeLocationOrigin
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.client import DagsterGrpcClient
 from dagster._serdes import deserialize_value
+from dagster_k8s import K8sRunLauncher
 
+from taxi_pipeline.defs.deployment import SingleHostTargetError, check_single_host_target
 from taxi_pipeline_tests.postgres import (BIN, ROOT, PostgresServer, dagster_env, free_port, postgres_server,
                                           service, write_dagster_home)
 
@@ -141,3 +147,325 @@ def test_four_months_at_once_on_fresh_databases_share_the_warehouse_pool(pg, tmp
         assert instance.query("SELECT count(*) FROM concurrency_limits WHERE using_default_limit") == [(0,)]
         report.append(f"db {attempt}: 4/4 SUCCESS, {together} runs at once, {blocked} blocked-step events")
     print("\n" + "\n".join(report))
+
+
+@dataclass
+class Stack:
+    """A gRPC code server, and a webserver + daemon that reach it through deploy/workspace.grpc.yaml."""
+
+    instance: Instance
+    url: str
+    grpc_port: int
+    env: dict[str, str]  # the webserver's and the daemon's: the instance and the workspace, no TAXI_*
+
+    def graphql(self, document: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=json.dumps({"query": document, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.load(response)
+        assert "errors" not in body, body
+        return body["data"]
+
+    def wait_for_runs(self, count: int, tag: tuple[str, str], timeout_s: float = 240) -> list[tuple[str, str]]:
+        """(run id, status) of the runs with this tag, read from Postgres, once `count` have finished."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = self.instance.query("SELECT r.run_id, r.status FROM runs r JOIN run_tags t ON t.run_id = r.run_id "
+                                       "WHERE t.key = %s AND t.value = %s", list(tag))
+            if len(runs) >= count and all(s in ("SUCCESS", "FAILURE", "CANCELED") for _, s in runs):
+                return runs
+            assert time.monotonic() < deadline, f"runs {tag} not done in {timeout_s} s: {runs}"
+            time.sleep(1)
+
+    def origin(self, run_id: str) -> DagsterRun:
+        [(body,)] = self.instance.query("SELECT run_body FROM runs WHERE run_id = %s", [run_id])
+        return deserialize_value(body, DagsterRun)
+
+
+def _wait_for_code_server(port: int, timeout_s: float = 120) -> DagsterGrpcClient:
+    client, deadline = DagsterGrpcClient(port=port, host="127.0.0.1"), time.monotonic() + timeout_s
+    while True:
+        try:
+            client.list_repositories()
+            return client
+        except Exception:  # not listening yet, or still loading the code
+            assert time.monotonic() < deadline, f"code server on port {port} not up in {timeout_s} s"
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def stack(pg, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grpc_stack")
+    instance = new_instance(pg, folder)
+    grpc_port, web_port = free_port(), free_port()
+    # Only the code server gets the pipeline's variables: runs start from it, as in every
+    # multi-machine deployment; the webserver and the daemon need the instance and the workspace.
+    stack_env = {k: v for k, v in instance.env.items() if not k.startswith("TAXI_")}
+    stack_env |= {"DAGSTER_GRPC_HOST": "127.0.0.1", "DAGSTER_GRPC_PORT": str(grpc_port)}
+    dagster, logs = str(BIN / "dagster"), {name: folder / f"{name}.log" for name in ("code_server", "webserver", "daemon")}
+    try:
+        with service([dagster, "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port), "-m",
+                      "taxi_pipeline.definitions", "--location-name", "taxi_pipeline", "--container-image", IMAGE],
+                     instance.env, logs["code_server"]):
+            assert deserialize_value(_wait_for_code_server(grpc_port).get_current_image()).current_image == IMAGE
+            workspace = ["-w", str(DEPLOY / "workspace.grpc.yaml")]
+            url = f"http://127.0.0.1:{web_port}"
+            with service([str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), *workspace],
+                         stack_env, logs["webserver"], ready_url=f"{url}/server_info"), \
+                 service([str(BIN / "dagster-daemon"), "run", *workspace], stack_env, logs["daemon"]):
+                yield Stack(instance, url, grpc_port, stack_env)
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for name, log in logs.items():
+            if log.exists():
+                shutil.copy(log, ARTIFACTS / f"postgres_{name}.log")
+
+
+LAUNCH_BACKFILL = """mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) { __typename
+    ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+def _assert_origin_is_the_code_server(stack: Stack, run_id: str) -> None:
+    run = stack.origin(run_id)
+    location = run.remote_job_origin.repository_origin.code_location_origin
+    assert isinstance(location, GrpcServerCodeLocationOrigin), location
+    assert (location.host, location.port, location.location_name) == ("127.0.0.1", stack.grpc_port, "taxi_pipeline")
+    assert run.job_code_origin.repository_origin.container_image == IMAGE  # what Docker / K8s would run
+
+
+def test_a_ui_backfill_on_the_postgres_instance_tags_every_run_and_records_it_in_postgres(stack):
+    started = time.monotonic()
+    partitions = ["2019-01-01", "2019-10-01", "2020-04-01"]
+    result = stack.graphql(LAUNCH_BACKFILL, {"backfillParams": {
+        "assetSelection": [{"path": [key]} for key in ("green_raw_csv", "green_staging", "green_tripdata")],
+        "partitionNames": partitions, "fromFailure": False, "tags": [{"key": "dagster/from_ui", "value": "true"}],
+    }})["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    backfill_id = result["backfillId"]
+
+    runs = stack.wait_for_runs(3, ("dagster/backfill", backfill_id))
+
+    assert sorted(status for _, status in runs) == ["SUCCESS"] * 3
+    instance = stack.instance
+    for run_id, _ in runs:
+        tags = dict(instance.query("SELECT key, value FROM run_tags WHERE run_id = %s", [run_id]))
+        assert tags["taxi"] == "green" and tags["backfill"] == "true", tags
+        assert tags["file"] == GREEN[tags["dagster/partition"]][0], tags
+        _assert_origin_is_the_code_server(stack, run_id)
+    assert sorted(instance.query("SELECT value FROM run_tags WHERE key = 'dagster/partition' AND run_id = ANY(%s)",
+                                 [[r for r, _ in runs]])) == [(p,) for p in partitions]
+    [(successes,)] = instance.query("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'PIPELINE_SUCCESS' "
+                                    "AND run_id = ANY(%s)", [[r for r, _ in runs]])  # RUN_SUCCESS, stored by its old name
+    assert successes == 3
+    deadline = time.monotonic() + 60
+    while (status := instance.query("SELECT status FROM bulk_actions WHERE key = %s", [backfill_id])) != [
+            ("COMPLETED_SUCCESS",)]:
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    loaded = instance.month_rows()
+    assert {GREEN[p][0]: loaded[GREEN[p][0]] for p in partitions} == {GREEN[p][0]: GREEN[p][1] for p in partitions}
+    print(f"\nUI backfill through the code server: 3 runs SUCCESS in {time.monotonic() - started:.0f} s")
+
+
+def test_a_run_launched_through_the_grpc_workspace_runs_in_the_code_server(stack):
+    launched = subprocess.run(
+        [str(BIN / "dagster"), "job", "launch", "-w", str(DEPLOY / "workspace.grpc.yaml"), "-j", "green_taxi_job",
+         "--tags", json.dumps({"dagster/partition": "2020-10-01", "launched_by": "grpc-test"})],
+        cwd=ROOT, env=stack.env, capture_output=True, text=True, timeout=120)
+    assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-3000:]
+
+    [(run_id, status)] = stack.wait_for_runs(1, ("launched_by", "grpc-test"))
+
+    assert status == "SUCCESS"
+    _assert_origin_is_the_code_server(stack, run_id)
+    assert stack.instance.month_rows()["green_tripdata_2020-10.csv"] == 95_120
+
+
+# The deploy files. No container can be built or run here (no Docker daemon, no image registry, no
+# cluster): each file is loaded by Dagster where Dagster reads it, and checked against the others.
+
+def _yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def _helm_instance(values: dict) -> dict:
+    """The Dagster instance parts of the Helm values, rendered the way the chart's templates
+    (configmap-instance.yaml, helpers/instance/*.tpl) render them into dagster.yaml."""
+    pg, k8s, daemon = values["postgresql"], values["runLauncher"]["config"]["k8sRunLauncher"], values["dagsterDaemon"]
+    postgres = {"postgres_db": {
+        "username": pg["postgresqlUsername"], "password": {"env": "DAGSTER_PG_PASSWORD"},
+        "hostname": pg["postgresqlHost"], "db_name": pg["postgresqlDatabase"], "port": pg["service"]["port"],
+        "params": pg["postgresqlParams"], "scheme": pg["postgresqlScheme"]}}
+    runs, pools = values["concurrency"]["runs"], values["concurrency"]["pools"]
+    return {
+        "run_storage": {"module": "dagster_postgres.run_storage", "class": "PostgresRunStorage", "config": postgres},
+        "event_log_storage": {"module": "dagster_postgres.event_log", "class": "PostgresEventLogStorage",
+                              "config": postgres},
+        "schedule_storage": {"module": "dagster_postgres.schedule_storage", "class": "PostgresScheduleStorage",
+                             "config": postgres},
+        "run_launcher": {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": {
+            "load_incluster_config": k8s["loadInclusterConfig"], "job_namespace": "taxi",
+            "image_pull_policy": k8s["imagePullPolicy"], "service_account_name": "dagster",
+            "dagster_home": "/opt/dagster/dagster_home", "instance_config_map": "dagster-instance",
+            "postgres_password_secret": values["global"]["postgresqlSecretName"],
+            "env_config_maps": ["dagster-pipeline-env", *(c["name"] for c in k8s["envConfigMaps"])],
+            "env_secrets": [s["name"] for s in k8s["envSecrets"]], "env_vars": k8s["envVars"],
+            "volume_mounts": k8s["volumeMounts"], "volumes": k8s["volumes"], "labels": k8s["labels"],
+            "fail_pod_on_run_failure": k8s["failPodOnRunFailure"], "resources": k8s["resources"]}},
+        "concurrency": {
+            "runs": {"max_concurrent_runs": runs["maxConcurrentRuns"], "tag_concurrency_limits": runs["tagConcurrencyLimits"]},
+            "pools": {"default_limit": pools["defaultLimit"], "granularity": pools["granularity"]}},
+        "run_monitoring": {"enabled": daemon["runMonitoring"]["enabled"],
+                           "start_timeout_seconds": daemon["runMonitoring"]["startTimeoutSeconds"],
+                           "poll_interval_seconds": daemon["runMonitoring"]["pollIntervalSeconds"]},
+        "run_retries": {"enabled": daemon["runRetries"]["enabled"], "max_retries": daemon["runRetries"]["maxRetries"],
+                        "retry_on_asset_or_op_failure": daemon["runRetries"]["retryOnAssetOrOpFailure"]},
+        "telemetry": {"enabled": values["telemetry"]["enabled"]},
+    }
+
+
+def test_every_deploy_file_has_the_same_queue_and_pools_as_the_laptop_instance():
+    postgres = _yaml(DEPLOY / "dagster.postgres.yaml")["concurrency"]
+    assert _yaml(DEPLOY / "dagster.docker.yaml")["concurrency"] == postgres
+    assert _helm_instance(_yaml(DEPLOY / "helm" / "values.yaml"))["concurrency"] == postgres
+    laptop = _yaml(ROOT / "dagster.yaml")["concurrency"]
+    assert postgres["runs"]["max_concurrent_runs"] == laptop["runs"]["max_concurrent_runs"]
+    assert postgres["pools"]["default_limit"] == laptop["pools"]["default_limit"]
+    for limit in laptop["runs"]["tag_concurrency_limits"]:
+        assert limit in postgres["runs"]["tag_concurrency_limits"]
+
+
+@pytest.fixture
+def config_db(pg, monkeypatch) -> PostgresServer:
+    """A fresh database behind the DAGSTER_PG_* variables of this process (Dagster resolves them here)."""
+    for key, value in pg.env(pg.create_database(f"config_{free_port()}")).items():
+        monkeypatch.setenv(key, value)
+    return pg
+
+
+def _storage_classes(instance: DagsterInstance) -> list[str]:
+    return [type(s).__name__ for s in (instance.run_storage, instance.event_log_storage, instance.schedule_storage)]
+
+
+@pytest.mark.parametrize(("file_name", "launcher"), [("dagster.postgres.yaml", "DefaultRunLauncher"),
+                                                    ("dagster.docker.yaml", "DockerRunLauncher")])
+def test_the_instance_files_load_on_postgres_and_only_the_docker_one_refuses_duckdb(
+        config_db, tmp_path, file_name, launcher):
+    with DagsterInstance.from_config(str(write_dagster_home(tmp_path, DEPLOY / file_name))) as instance:
+        assert _storage_classes(instance) == ["PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage"]
+        assert instance.get_runs() == []  # a query through the configured connection
+        assert type(instance.run_launcher).__name__ == launcher  # DockerRunLauncher builds without a Docker daemon
+        check_single_host_target(instance, "bigquery")
+        if launcher == "DefaultRunLauncher":
+            check_single_host_target(instance, "duckdb")
+        else:
+            with pytest.raises(SingleHostTargetError, match="cannot run under DockerRunLauncher.*TAXI_TARGET=gcp"):
+                check_single_host_target(instance, "duckdb")
+
+
+def test_in_process_and_ephemeral_instances_keep_the_duckdb_target():
+    with DagsterInstance.ephemeral() as instance:
+        check_single_host_target(instance, "duckdb")  # SyncInMemoryRunLauncher: dg.materialize, tests
+    check_single_host_target(None, "duckdb")  # resources built outside a run
+
+
+def test_the_helm_values_render_to_an_instance_dagster_accepts_with_the_k8s_launcher(config_db, tmp_path):
+    values = _yaml(DEPLOY / "helm" / "values.yaml")
+    rendered = _helm_instance(values)
+    for storage in ("run_storage", "event_log_storage", "schedule_storage"):  # PG_HOST is a placeholder
+        rendered[storage]["config"]["postgres_db"] |= {"hostname": config_db.host, "port": config_db.port}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered))
+
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert _storage_classes(instance) == ["PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage"]
+        launcher = instance.get_ref().run_launcher_data
+        assert launcher.class_name == "K8sRunLauncher"
+        checked = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), launcher.config_dict)
+        assert checked.success, checked.errors
+        with pytest.raises(SingleHostTargetError, match="K8sRunLauncher"):
+            check_single_host_target(instance, "duckdb")
+        check_single_host_target(instance, "bigquery")
+
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    assert deployment["codeServerArgs"][:2] == ["-m", "taxi_pipeline.definitions"]
+    assert {"name": "TAXI_TARGET", "value": "gcp"} in deployment["env"]
+    assert deployment["includeConfigInLaunchedRuns"]["enabled"]  # run pods get the env and the key
+    [init] = values["migrate"]["initContainers"]
+    assert init["image"].split(":")[0] == deployment["image"]["repository"]
+    assert init["command"] == ["/opt/taxi_pipeline/deploy/init-instance"]
+    assert {"name": "DAGSTER_HOME", "value": _dockerfile_env()["DAGSTER_HOME"]} in init["env"]
+
+
+def _dockerfile_env() -> dict[str, str]:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    block = dockerfile.split("\nENV ")[1].split("\n\n")[0]
+    return dict(re.findall(r"([A-Z][A-Z0-9_]+)=(\S+)", block))
+
+
+def test_the_compose_file_wires_the_image_the_instance_and_the_launcher_together():
+    compose, docker_instance = _yaml(DEPLOY / "docker-compose.yml"), _yaml(DEPLOY / "dagster.docker.yaml")
+    services, launcher = compose["services"], docker_instance["run_launcher"]["config"]
+    assert set(services) == {"postgres", "init_instance", "user_code", "webserver", "daemon"}
+    instance_file = f"./dagster.docker.yaml:{_dockerfile_env()['DAGSTER_HOME']}/dagster.yaml:ro"
+    for name in ("init_instance", "user_code", "webserver", "daemon"):
+        assert instance_file in services[name]["volumes"], name
+        assert services[name]["image"] == services["user_code"]["image"]
+    assert services["init_instance"]["command"] == ["/opt/taxi_pipeline/deploy/init-instance"]
+    assert services["user_code"]["environment"]["DAGSTER_CURRENT_IMAGE"] == services["user_code"]["image"]
+    assert services["user_code"]["environment"]["TAXI_TARGET"] == "gcp"
+    for name in ("webserver", "daemon"):
+        assert "deploy/workspace.grpc.yaml" in services[name]["command"]
+        assert services[name]["environment"]["DAGSTER_GRPC_HOST"] == "user_code"
+        assert services[name]["environment"]["DAGSTER_GRPC_PORT"] == "4000"
+    # The launcher copies these from the daemon's environment, and fails a run if one is unset.
+    assert set(launcher["env_vars"]) <= set(services["daemon"]["environment"])
+    assert compose["networks"]["taxi_pipeline"]["name"] == launcher["network"]
+    key_folder = launcher["container_kwargs"]["volumes"][0].split(":")[1]
+    assert services["daemon"]["environment"]["GOOGLE_APPLICATION_CREDENTIALS"].startswith(key_folder + "/")
+    assert launcher["container_kwargs"]["volumes"][0] in services["user_code"]["volumes"]
+
+
+def test_the_dockerfile_installs_the_pinned_project_with_the_postgres_extra_as_a_non_root_user():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-", dockerfile, re.M)
+    assert 'pip install --no-cache-dir ".[postgres]"' in dockerfile
+    assert re.search(r"^USER 10001$", dockerfile, re.M)
+    cmd = json.loads(re.search(r"^CMD (\[.*?\])$", dockerfile, re.M | re.S).group(1).replace("\\\n", ""))
+    assert cmd[:3] == ["dagster", "code-server", "start"] and "taxi_pipeline.definitions" in cmd
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dagster_minor = re.search(r"dagster==1\.(\d+)\.(\d+)", " ".join(project["dependencies"])).groups()
+    for pin in project["optional-dependencies"]["postgres"]:  # libraries move in lockstep: 1.13.N <-> 0.29.N
+        assert re.fullmatch(rf"dagster-(postgres|docker|k8s)==0\.{int(dagster_minor[0]) + 16}\.{dagster_minor[1]}", pin)
+
+
+def _env_names(node: object) -> set[str]:
+    """Environment variable names a YAML document reads or sets: `{env: X}`, `${X}`, Compose
+    `environment:` keys, Kubernetes `env:` lists, the launcher's `env_vars`."""
+    names: set[str] = set()
+    if isinstance(node, dict):
+        if list(node) == ["env"] and isinstance(node["env"], str):
+            names.add(node["env"])
+        names |= set(node.get("environment", {}))
+        names |= {item["name"] for item in node.get("env", []) if isinstance(item, dict)}
+        names |= {item.split("=")[0] for item in node.get("env_vars", [])}
+        node = list(node.values())
+    if isinstance(node, list):
+        for item in node:
+            names |= _env_names(item)
+    if isinstance(node, str):
+        names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", node))
+    return names
+
+
+def test_every_environment_variable_of_the_deployment_is_documented():
+    names = set(_dockerfile_env())
+    for path in sorted(DEPLOY.rglob("*")):
+        if path.suffix in (".yaml", ".yml"):
+            names |= _env_names(_yaml(path))
+        elif path.name == "init-instance":
+            names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", path.read_text()))
+    assert {"DAGSTER_PG_PASSWORD", "DAGSTER_GRPC_PORT", "TAXI_POOL_LIMITS", "GCP_PROJECT_ID"} <= names
+    readme = (DEPLOY / "README.md").read_text()
+    assert [name for name in sorted(names) if f"`{name}`" not in readme] == []
