@@ -19,11 +19,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, query, read_csv_gz, write_csv_gz
+from taxi_pipeline_tests.support import MIRROR, TLC, query, read_csv_gz, write_csv_gz
 
 pytestmark = pytest.mark.e2e
 
@@ -39,16 +40,31 @@ def _previous_month(today: dt.date) -> dt.date:
     return (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
 
 
+def _months_ago(count: int) -> dt.date:
+    month = dt.datetime.now(dt.UTC).date()
+    for _ in range(count):
+        month = _previous_month(month)
+    return month
+
+
+def _csv_name(colour, month: dt.date) -> str:
+    return f"{colour.name}_tripdata_{month:%Y-%m}.csv"
+
+
 def build_mirror(root: Path) -> dict[str, int]:
     """Real months where we have them; the others generated from real rows (distinct slices of
-    green 2020-10). Returns the data rows of every file, by file name."""
+    green 2020-10). The TLC's flat folder, `tlc/`, serves the month that just ended (a real TLC
+    file under that month's name). Returns the data rows of every file, by file name."""
     shutil.copytree(MIRROR, root)
     header, october = read_csv_gz(MIRROR / "green" / "green_tripdata_2020-10.csv.gz")
     generated = [f"2020-{m:02d}" for m in range(1, 13) if m not in (4, 10)] + ["2019-02", "2019-03"]
-    generated.append(f"{_previous_month(dt.datetime.now(dt.UTC).date()):%Y-%m}")  # for the schedule
     for i, month in enumerate(generated):
         write_csv_gz(root / "green" / f"green_tripdata_{month}.csv.gz", header, october[i * 1500 : i * 1500 + 1200])
-    return {path.name.removesuffix(".gz"): len(read_csv_gz(path)[1]) for path in root.rglob("*.csv.gz")}
+    rows = {path.name.removesuffix(".gz"): len(read_csv_gz(path)[1]) for path in root.rglob("*.csv.gz")}
+    (root / "tlc").mkdir()
+    latest = f"green_tripdata_{_months_ago(1):%Y-%m}.parquet"
+    shutil.copy(TLC / "green_tripdata_2023-02.parquet", root / "tlc" / latest)  # for the schedule / sensor
+    return {**rows, latest: 64_809}
 
 
 @dataclass
@@ -57,6 +73,7 @@ class Stack:
     env: dict[str, str]
     taxi_home: Path
     rows: dict[str, int]
+    mirror: Path
 
     def graphql(self, document: str, variables: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -134,7 +151,8 @@ def stack(tmp_path_factory):
     shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
     with serve_folder(root / "mirror") as mirror:
         env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "TAXI_HOME": str(root / "taxi"),
-               "TAXI_SOURCE_URL": mirror.url, "TAXI_SCHEDULE_CRON": "* * * * *"}
+               "TAXI_SOURCE_URL": mirror.url, "TAXI_TLC_URL": f"{mirror.url}/tlc",
+               "TAXI_SCHEDULE_CRON": "* * * * *", "TAXI_SENSOR_INTERVAL_S": "5"}
         subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)
         port = _free_port()
         logs = {name: open(root / f"{name}.log", "wb") for name in ("webserver", "daemon")}  # noqa: SIM115 - closed when the stack stops
@@ -154,7 +172,7 @@ def stack(tmp_path_factory):
                 except OSError:
                     assert time.monotonic() < deadline, (root / "webserver.log").read_text()[-3000:]
                     time.sleep(0.5)
-            yield Stack(url, env, root / "taxi", rows)
+            yield Stack(url, env, root / "taxi", rows, root / "mirror")
         finally:
             for proc in procs:
                 _stop(proc)
@@ -192,10 +210,10 @@ def _assert_backfill_runs(stack: Stack, colour, runs: list[dict], partitions: li
         month = dt.date.fromisoformat(tags["dagster/partition"])
         assert run["status"] == "SUCCESS", run
         assert tags["backfill"] == "true" and tags["taxi"] == colour.name
-        assert tags["file"] == colour.file_name(month)
+        assert tags["file"] == _csv_name(colour, month) and tags["source"] == "release"
     loaded = stack.month_rows(colour)
     for partition in partitions:
-        file_name = colour.file_name(dt.date.fromisoformat(partition))
+        file_name = _csv_name(colour, dt.date.fromisoformat(partition))
         assert loaded[file_name] == stack.rows[file_name], file_name
 
 
@@ -249,16 +267,39 @@ def test_a_cli_launch_is_dequeued_by_the_daemon(stack):
     print(f"CLI launch: 1 run in {time.monotonic() - started:.0f} s")
 
 
-def test_the_daemon_ticks_the_schedule_and_its_run_succeeds(stack):
-    month = _previous_month(dt.datetime.now(dt.UTC).date())
-    runs = stack.wait_for_runs(1, timeout_s=150, **{"dagster/schedule_name": "green_taxi_schedule"})
-    [run] = [r for r in runs if _tags(r)["dagster/partition"] == f"{month:%Y-%m-%d}"]
+def test_the_daemon_loads_the_month_that_just_ended_once(stack):
+    """The schedule (every minute here) and the sensor (every 5 s) both see the month that just
+    ended, published at the TLC mirror: whichever ticks first launches it, the other never does."""
+    month = _months_ago(1)
+    key, name = f"{month:%Y-%m-%d}", f"green_tripdata_{month:%Y-%m}.parquet"
+    [run] = stack.wait_for_runs(1, timeout_s=150, **{"dagster/partition": key, "taxi": "green"})
     tags = _tags(run)
-    assert run["status"] == "SUCCESS"
-    assert tags["trigger"] == "schedule" and "backfill" not in tags and tags["taxi"] == "green"
-    assert stack.month_rows(GREEN)[GREEN.file_name(month)] == stack.rows[GREEN.file_name(month)]
+    assert run["status"] == "SUCCESS", run
+    assert tags["trigger"] in ("schedule", "sensor") and "backfill" not in tags
+    assert (tags["file"], tags["source"]) == (name, "tlc")
+    assert stack.month_rows(GREEN)[name] == stack.rows[name]
+    time.sleep(65)  # at least one more schedule tick and several sensor ticks
+    assert len(stack.runs(**{"dagster/partition": key, "taxi": "green"})) == 1
     # yellow has no file for that month in the mirror: its ticks skip instead of launching a run
     assert stack.runs(**{"dagster/schedule_name": "yellow_taxi_schedule"}) == []
+    assert stack.runs(taxi="yellow", trigger="sensor") == []
+
+
+def test_the_sensor_loads_a_month_when_it_is_published_and_again_when_it_is_corrected(stack):
+    month = _months_ago(5)  # inside the sensor's look-back (12 months), outside the schedule's (3)
+    key, name = f"{month:%Y-%m-%d}", f"green_tripdata_{month:%Y-%m}.parquet"
+    assert stack.runs(**{"dagster/partition": key}) == []
+    shutil.copy(TLC / "green_tripdata_2025-01.parquet", stack.mirror / "tlc" / name)  # published late
+    [new] = stack.wait_for_runs(1, timeout_s=120, **{"dagster/partition": key, "reason": "new"})
+    assert new["status"] == "SUCCESS" and _tags(new)["trigger"] == "sensor", new
+    assert stack.month_rows(GREEN)[name] == 48_326
+    corrected = pq.read_table(TLC / "green_tripdata_2025-01.parquet").slice(1_000, 40_000)
+    pq.write_table(corrected, stack.mirror / "tlc" / name)  # the TLC replaces the file: rows removed
+    [changed] = stack.wait_for_runs(1, timeout_s=120, **{"dagster/partition": key, "reason": "changed"})
+    assert changed["status"] == "SUCCESS", changed
+    assert stack.month_rows(GREEN)[name] == 40_000
+    time.sleep(20)  # four sensor intervals: the unchanged month is not launched again
+    assert len(stack.runs(**{"dagster/partition": key})) == 2
 
 
 def test_the_ui_shows_the_backfilled_partitions_as_materialized(stack):

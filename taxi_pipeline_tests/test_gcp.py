@@ -34,8 +34,10 @@ from taxi_pipeline.defs.gcp_target import GcpTarget, TaxiBigQueryResource
 from taxi_pipeline.defs.resources import SourceResource
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.emulators import PROJECT
+from taxi_pipeline_tests.parquet_eras import write_era
 from taxi_pipeline_tests.support import (
     MIRROR,
+    TLC,
     copy_mirror,
     load_month,
     make_resources,
@@ -63,9 +65,10 @@ def bq(gcp_emulators):
     client.close()
 
 
-def gcp_resources(base_url: str, bucket: str, dataset: str) -> dict:
+def gcp_resources(base_url: str, bucket: str, dataset: str, tlc_url: str | None = None, mode: str = "auto") -> dict:
     return {
-        "source": SourceResource(base_url=base_url, attempts=2, first_retry_delay_s=0.01, timeout_s=10),
+        "source": SourceResource(base_url=base_url, tlc_url=tlc_url or TLC.as_uri(), mode=mode, attempts=2,
+                                 first_retry_delay_s=0.01, timeout_s=10),
         "target": GcpTarget(
             bucket=bucket, dataset=dataset, gcs=GCSResource(project=PROJECT),
             bigquery=TaxiBigQueryResource(project=PROJECT, location="US",
@@ -96,8 +99,7 @@ def test_two_green_months_exactly_once_rerun_adds_nothing_object_in_bucket(gcp_e
     for partition in ("2020-04-01", "2020-10-01"):
         result = load_month(GREEN, partition, resources)
         assert result.success
-        [check] = result.get_asset_check_evaluations()
-        assert check.passed
+        assert all(check.passed for check in result.get_asset_check_evaluations())
     expected = {"green_tripdata_2020-04.csv": (35_612, 35_612), "green_tripdata_2020-10.csv": (95_120, 95_120)}
     assert _counts(bq, names["dataset"]) == expected
     again = load_month(GREEN, "2020-10-01", resources)
@@ -137,6 +139,31 @@ def test_both_targets_give_the_same_ids_and_values(gcp_emulators, http_mirror, t
     cloud = {r[0]: _normal(tuple(r.values()))
              for r in bq.query(f"SELECT {select} FROM `{PROJECT}.{names['dataset']}.yellow_tripdata`").result()}
     assert len(local) == 999 and local.keys() == cloud.keys()
+    assert local == cloud
+
+
+@pytest.mark.parametrize(
+    ("colour", "month", "era"),
+    [(GREEN, "2022-01", None), (GREEN, "2025-01", None), (YELLOW, "2023-06", "yellow_B")],
+)
+def test_a_parquet_month_gives_the_same_ids_and_values_on_both_targets(gcp_emulators, tmp_path, bq, names, colour, month, era):
+    """Real green TLC files of eras A (double codes, null-typed ehail_fee) and C (cbd_congestion_fee);
+    a yellow month of era B (`Airport_fee`, int32 codes) built from real yellow rows."""
+    tlc = TLC
+    if era:
+        header, rows = read_csv_gz(MIRROR / "yellow" / "yellow_tripdata_2021-01.csv.gz")
+        tlc = tmp_path / "tlc"
+        write_era(tlc / f"yellow_tripdata_{month}.parquet", era, header, rows[:3000], {"airport_fee": 1.25})
+    local_home = tmp_path / "local"
+    assert load_month(colour, f"{month}-01", make_resources(local_home, MIRROR.as_uri(), tlc.as_uri())).success
+    result = load_month(colour, f"{month}-01", gcp_resources(MIRROR.as_uri(), **names, tlc_url=tlc.as_uri()))
+    assert result.success and all(check.passed for check in result.get_asset_check_evaluations())
+    columns = ["unique_row_id", "filename", *(c.name for c in colour.columns)]
+    select = ", ".join(columns)
+    local = {r[0]: _normal(r) for r in query(local_home, f"SELECT {select} FROM zoomcamp.{colour.main_table}")}
+    cloud = {r[0]: _normal(tuple(r.values()))
+             for r in bq.query(f"SELECT {select} FROM `{PROJECT}.{names['dataset']}.{colour.main_table}`").result()}
+    assert local.keys() == cloud.keys() and len(local) == {"2022-01": 62_495, "2025-01": 48_326}.get(month, 3000)
     assert local == cloud
 
 

@@ -56,6 +56,18 @@ def cli(*args: str, env: dict[str, str], module: str = "taxi_pipeline") -> subpr
                           capture_output=True, text=True, timeout=180)
 
 
+def cli_at_once(calls: dict[str, tuple[tuple[str, ...], dict[str, str]]]) -> dict[str, subprocess.CompletedProcess]:
+    """Several independent CLI calls in parallel (each pays Python's and Dagster's start-up)."""
+    procs = {name: subprocess.Popen([sys.executable, "-m", "taxi_pipeline", *args], cwd=ROOT, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for name, (args, env) in calls.items()}
+    done = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=180)
+        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return done
+
+
 def execute_job(job: str, partition: str, env: dict[str, str]) -> None:
     done = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "taxi_pipeline.definitions",
@@ -125,27 +137,29 @@ def files(folder: Path) -> dict[str, int]:
 
 def test_help_on_every_command_and_exit_codes_scripts_can_trust(tmp_path):
     env = environment(tmp_path)
-    calls = {
-        ("--help",): 0, ("counts", "--help"): 0, ("fresh-start", "--help"): 0, ("adopt", "--help"): 0,
-        (): 2, ("vacuum",): 2, ("fresh-start",): 2, ("fresh-start", "purple"): 2, ("adopt", "all"): 2,
-        ("counts",): 1,  # no warehouse yet
-        ("adopt", "green"): 1,  # nothing to adopt
+    expected = {
+        "--help": (("--help",), env, 0), "counts --help": (("counts", "--help"), env, 0),
+        "fresh-start --help": (("fresh-start", "--help"), env, 0), "adopt --help": (("adopt", "--help"), env, 0),
+        "no command": ((), env, 2), "unknown command": (("vacuum",), env, 2),
+        "no colour": (("fresh-start",), env, 2), "unknown colour": (("fresh-start", "purple"), env, 2),
+        "adopt all": (("adopt", "all"), env, 2),
+        "unknown target": (("counts",), {**env, "TAXI_TARGET": "mars"}, 2),
+        "gcp without project": (("counts",), {**env, "TAXI_TARGET": "gcp"}, 2),
+        "no DAGSTER_HOME": (("fresh-start", "green"), {k: v for k, v in env.items() if k != "DAGSTER_HOME"}, 2),
+        "counts, no warehouse yet": (("counts",), env, 1),
+        "adopt, no table": (("adopt", "green"), env, 1),
     }
-    done = {args: cli(*args, env=env) for args in calls}
-    assert {args: d.returncode for args, d in done.items()} == calls, {a: d.stderr[-500:] for a, d in done.items()}
-    assert all(c in done[("--help",)].stdout for c in ("counts", "fresh-start", "adopt", "exit codes"))
-    assert "--yes" in done[("fresh-start", "--help")].stdout and "$DAGSTER_HOME" in done[("fresh-start", "--help")].stdout
-    assert "file_month" in done[("adopt", "--help")].stdout
-    assert "no warehouse at" in done[("counts",)].stderr
-    assert "invalid choice: 'purple'" in done[("fresh-start", "purple")].stderr
-    config_errors = {
-        "unknown target": cli("counts", env={**env, "TAXI_TARGET": "mars"}),
-        "no project": cli("counts", env={**env, "TAXI_TARGET": "gcp"}),
-        "no DAGSTER_HOME": cli("fresh-start", "green", env={k: v for k, v in env.items() if k != "DAGSTER_HOME"}),
-    }
-    assert {name: d.returncode for name, d in config_errors.items()} == dict.fromkeys(config_errors, 2)
-    assert "GCP_PROJECT_ID" in config_errors["no project"].stderr
-    assert "DAGSTER_HOME is not set" in config_errors["no DAGSTER_HOME"].stderr
+    done = cli_at_once({name: (args, e) for name, (args, e, _) in expected.items()})
+    assert {n: d.returncode for n, d in done.items()} == {n: code for n, (_, _, code) in expected.items()}, {
+        n: d.stderr[-300:] for n, d in done.items()}
+    assert all(c in done["--help"].stdout for c in ("counts", "fresh-start", "adopt", "exit codes"))
+    assert "--yes" in done["fresh-start --help"].stdout and "$DAGSTER_HOME" in done["fresh-start --help"].stdout
+    assert "file_month" in done["adopt --help"].stdout and "snapshot" in done["counts --help"].stdout
+    assert "invalid choice: 'purple'" in done["unknown colour"].stderr
+    assert "GCP_PROJECT_ID" in done["gcp without project"].stderr
+    assert "DAGSTER_HOME is not set" in done["no DAGSTER_HOME"].stderr
+    assert "no warehouse at" in done["counts, no warehouse yet"].stderr
+    assert "nothing to adopt" in done["adopt, no table"].stderr
 
 
 def test_lock_holder_is_named_from_a_real_second_process(tmp_path):

@@ -338,11 +338,12 @@ def test_every_deploy_file_has_the_same_queue_and_pools_as_the_laptop_instance()
 
 
 @pytest.fixture
-def config_db(pg, monkeypatch) -> PostgresServer:
+def config_db(pg, monkeypatch) -> dict[str, str]:
     """A fresh database behind the DAGSTER_PG_* variables of this process (Dagster resolves them here)."""
-    for key, value in pg.env(pg.create_database(f"config_{free_port()}")).items():
+    env = pg.env(pg.create_database(f"config_{free_port()}"))
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return pg
+    return env
 
 
 def _storage_classes(instance: DagsterInstance) -> list[str]:
@@ -375,7 +376,9 @@ def test_the_helm_values_render_to_an_instance_dagster_accepts_with_the_k8s_laun
     values = _yaml(DEPLOY / "helm" / "values.yaml")
     rendered = _helm_instance(values)
     for storage in ("run_storage", "event_log_storage", "schedule_storage"):  # PG_HOST is a placeholder
-        rendered[storage]["config"]["postgres_db"] |= {"hostname": config_db.host, "port": config_db.port}
+        rendered[storage]["config"]["postgres_db"] |= {
+            "hostname": config_db["DAGSTER_PG_HOST"], "port": int(config_db["DAGSTER_PG_PORT"]),
+            "username": config_db["DAGSTER_PG_USER"], "db_name": config_db["DAGSTER_PG_DB"]}
     (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(rendered))
 
     with DagsterInstance.from_config(str(tmp_path)) as instance:
