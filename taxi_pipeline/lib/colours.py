@@ -64,7 +64,13 @@ class Colour:
         return f"{self.name}_tripdata"
 
     def staging_table(self, month: dt.date) -> str:
+        """The month's own table: staged there, and (DuckDB) published there too."""
         return f"{self.name}_tripdata_{month:%Y_%m}"
+
+    @property
+    def month_table_pattern(self) -> str:
+        """A regular expression matching the names `staging_table` gives."""
+        return f"{self.name}_tripdata_[0-9]{{4}}_[0-9]{{2}}"
 
 
 def _columns(spec: str, in_csv: bool = True) -> tuple[Column, ...]:

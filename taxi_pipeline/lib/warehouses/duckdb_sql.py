@@ -1,5 +1,9 @@
 """Every DuckDB statement of the pipeline. Identifiers are validated and quoted; values are bound.
 
+The layout keeps one copy of each month: a month is staged (parsed, typed, given ids) into its own
+table, `<colour>_tripdata_YYYY_MM`, and the main table `<colour>_tripdata` is a view that unions
+every month's table. Publishing a month is a rename and a new view, in one transaction.
+
 The row id is defined in `rowid.py`: the hex MD5 of the file name and the text of every field
 (empty for NULL), joined by the unit separator 0x1F, which never appears in the files; identical
 copies of a row are then numbered apart. A CSV row's text is the file's own; a Parquet row has
@@ -36,20 +40,48 @@ def create_schema(dataset: str) -> str:
     return f"CREATE SCHEMA IF NOT EXISTS {q(dataset)}"
 
 
-def create_main_table(dataset: str, colour: Colour) -> str:
-    columns = ", ".join(f"{q(c.name)} {TYPES[c.type]}" for c in colour.columns)
+def empty_main_rows(colour: Colour) -> str:
+    """No rows, the main table's columns and types: the view's first branch, so that it has its
+    shape with no month loaded, and months staged before a column existed get NULL for it."""
+    columns = ", ".join(f"CAST(NULL AS {TYPES[c.type]}) AS {q(c.name)}" for c in colour.columns)
+    return f"SELECT CAST(NULL AS VARCHAR) AS unique_row_id, CAST(NULL AS VARCHAR) AS filename, {columns} WHERE false"
+
+
+def create_main_view(dataset: str, colour: Colour, month_tables: list[str]) -> str:
+    """The main table: every published month, by name (a month's columns may be fewer)."""
+    parts = [f"SELECT * FROM ({empty_main_rows(colour)})"]
+    parts += [f"SELECT * FROM {table(dataset, name)}" for name in month_tables]
+    return f"CREATE OR REPLACE VIEW {table(dataset, colour.main_table)} AS " + " UNION ALL BY NAME ".join(parts)
+
+
+def month_tables() -> str:
+    """The published month tables of a colour, oldest first. Binds $dataset and $pattern."""
     return (
-        f"CREATE TABLE IF NOT EXISTS {table(dataset, colour.main_table)} "
-        f"(unique_row_id VARCHAR NOT NULL, filename VARCHAR NOT NULL, {columns})"
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = $dataset "
+        "AND regexp_full_match(table_name, $pattern) ORDER BY table_name"
     )
 
 
-def add_column(dataset: str, colour: Colour, column: Column) -> str:
-    """A column the TLC added later, added in place to a table made before it was known."""
+def relation_type() -> str:
+    """'BASE TABLE', 'VIEW', or no row. Binds $dataset and $name."""
     return (
-        f"ALTER TABLE {table(dataset, colour.main_table)} "
-        f"ADD COLUMN IF NOT EXISTS {q(column.name)} {TYPES[column.type]}"
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = $dataset AND table_name = $name"
     )
+
+
+def drop_view(dataset: str, name: str) -> str:
+    return f"DROP VIEW IF EXISTS {table(dataset, name)}"
+
+
+def split_off_month(dataset: str, legacy: str, name: str, file_names: int) -> str:
+    """One month of a main table of the earlier layout (every month in one table), as its own
+    table. Binds the month's file names."""
+    return f"CREATE TABLE {table(dataset, name)} AS SELECT * FROM {table(dataset, legacy)} WHERE {month_filter(file_names)}"
+
+
+def file_names(dataset: str, name: str) -> str:
+    """The files whose rows a table holds."""
+    return f"SELECT DISTINCT filename FROM {table(dataset, name)} ORDER BY 1"
 
 
 def read_raw_csv(colour: Colour) -> str:
@@ -191,34 +223,12 @@ def month_params(file_names: tuple[str, ...]) -> dict[str, str]:
     return {f"month_file_{i}": name for i, name in enumerate(file_names)}
 
 
-def delete_vanished_rows(dataset: str, colour: Colour, staging: str, file_names: int) -> str:
-    """The month's rows that are not in the staged file (rows gone from it, or rows another
-    source's file left). Binds the month's file names; touches only the month's rows."""
-    main = table(dataset, colour.main_table)
+def count_vanished_ids(dataset: str, published: str, staged: str) -> str:
+    """Ids of the published month that the newly staged month no longer has."""
     return (
-        f"DELETE FROM {main} WHERE {month_filter(file_names)} AND NOT EXISTS "
-        f"(SELECT 1 FROM {table(dataset, staging)} s WHERE s.unique_row_id = {main}.unique_row_id)"
+        f"SELECT count(*) FROM {table(dataset, published)} p WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {table(dataset, staged)} s WHERE s.unique_row_id = p.unique_row_id)"
     )
-
-
-def insert_new_rows(dataset: str, colour: Colour, staging: str) -> str:
-    """Staging rows whose id the main table lacks. Binds $filename (ids embed the file name)."""
-    main = table(dataset, colour.main_table)
-    return (
-        f"INSERT INTO {main} BY NAME SELECT s.* FROM {table(dataset, staging)} s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {main} m "
-        "WHERE m.filename = $filename AND m.unique_row_id = s.unique_row_id)"
-    )
-
-
-def insert_all_rows(dataset: str, colour: Colour, staging: str) -> str:
-    """Every staging row: the merge of a month the main table does not hold yet."""
-    return f"INSERT INTO {table(dataset, colour.main_table)} BY NAME SELECT * FROM {table(dataset, staging)}"
-
-
-def count_month_rows(dataset: str, colour: Colour, file_names: int) -> str:
-    """Rows of one month in the main table. Binds the month's file names."""
-    return f"SELECT count(*) FROM {table(dataset, colour.main_table)} WHERE {month_filter(file_names)}"
 
 
 def month_stats(dataset: str, colour: Colour, file_names: int) -> str:

@@ -23,11 +23,15 @@ from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResu
 
 log = logging.getLogger(__name__)
 _CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_FILE_MONTH = re.compile(r"_(\d{4}-\d{2})\.")
 _FIELD_COUNT = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 
 class DuckDBWarehouse:
-    """Stages and merges months in one DuckDB file, one writer process at a time.
+    """Stages and publishes months in one DuckDB file, one writer process at a time.
+
+    One copy of each month: the staged month's table becomes the month's table when the merge
+    publishes it, and the main table is a view over the month tables (see `duckdb_sql`).
 
     DuckDB locks the file for a single writing process; a run that finds it locked waits with
     backoff (up to `lock_timeout_s`) rather than failing a backfill.
@@ -47,9 +51,11 @@ class DuckDBWarehouse:
         return f"{self.dataset}.{validate_identifier('table', table)}"
 
     def stage(self, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
-        staging = colour.staging_table(month)
+        """Builds the month into `<month table>__next`, unless the month is published or staged
+        already from the same bytes by the same code (a re-run: nothing to build)."""
+        published = colour.staging_table(month)
+        staged, building = f"{published}__next", f"{published}__building"
         params = {"path": raw.uri, "filename": raw.file_name}
-        building = f"{staging}__building"
         if raw.format == "parquet":
             create = sql.create_staging_from_parquet(self.dataset, colour, building, raw.layout)
         else:
@@ -58,11 +64,15 @@ class DuckDBWarehouse:
         fingerprint = _fingerprint(raw.md5, raw.file_name, [create, number]) if raw.md5 else None
         with self.connect() as con:
             con.execute(sql.create_schema(self.dataset))
-            if fingerprint is not None and self._comment(con, staging) == fingerprint:
-                # Built from these very bytes by these very statements: rebuilding would give the
-                # same table. Saves the parse and hash (12 s of a yellow month) on re-runs.
-                [(rows,)] = con.execute(sql.count_rows(self.dataset, staging)).fetchall()
-                return StageResult(self.table_name(staging), rows, reused=True)
+            if fingerprint is not None:
+                for name in (published, staged):
+                    if self._comment(con, name) == fingerprint:
+                        # Built from these very bytes by these very statements: rebuilding would
+                        # give the same table. Saves the parse and hash (12 s of a yellow month).
+                        if name == published:
+                            con.execute(sql.drop_table(self.dataset, staged))  # a stale build
+                        [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
+                        return StageResult(self.table_name(name), rows, reused=True)
             try:
                 con.execute(create, params)
             except duckdb.ConversionException as exc:
@@ -76,50 +86,49 @@ class DuckDBWarehouse:
             con.execute(number)
             if fingerprint is not None:
                 con.execute(sql.comment_on_table(self.dataset, building, fingerprint))
-            # Published by a rename, so the merge never reads a half-built staging table; building
-            # it outside one big transaction avoids a second, slow commit of the whole month.
+            # Renamed when complete, so the merge never publishes a half-built month; building it
+            # outside one big transaction avoids a second, slow commit of the whole month.
             con.execute("BEGIN TRANSACTION")
-            con.execute(sql.drop_table(self.dataset, staging))
-            con.execute(sql.rename_table(self.dataset, building, staging))
+            con.execute(sql.drop_table(self.dataset, staged))
+            con.execute(sql.rename_table(self.dataset, building, staged))
             con.execute("COMMIT")
-            [(rows,)] = con.execute(sql.count_rows(self.dataset, staging)).fetchall()
-        return StageResult(self.table_name(staging), rows)
+            [(rows,)] = con.execute(sql.count_rows(self.dataset, staged)).fetchall()
+        return StageResult(self.table_name(staged), rows)
 
     def merge(
         self, colour: Colour, month: dt.date, file_name: str, month_file_names: tuple[str, ...],
     ) -> MergeResult:
-        staging = colour.staging_table(month)
-        params = {"filename": file_name}
-        month_params = sql.month_params(month_file_names)
-        n = len(month_file_names)
+        """Publishes the staged month: its table takes the month table's name, and the main view
+        is rebuilt over the months, in one transaction. Nothing is copied, so the cost does not
+        grow with the table; the month's rows are exactly the staged file's, whichever source's
+        file the month held before. Without a staged month (a re-run of a published one), nothing
+        changes."""
+        published = colour.staging_table(month)
+        staged = f"{published}__next"
         with self.connect() as con:
-            self._ensure_main_table(con, colour)
+            self._ensure_layout(con, colour)
+            if not self._exists(con, staged):
+                if not self._exists(con, published):
+                    raise RuntimeError(f"{self.table_name(published)} is not staged: materialize the staging asset first")
+                [(rows,)] = con.execute(sql.count_rows(self.dataset, published)).fetchall()
+                return MergeResult(self.table_name(colour.main_table), 0, 0, rows, self._table_rows(con, colour))
+            [(month_rows,)] = con.execute(sql.count_rows(self.dataset, staged)).fetchall()
             # One transaction: readers see the month before or after, never in between, and a
-            # killed run rolls back. Both statements touch only this month's rows (ids embed the
-            # file name), which keeps the cost flat as the table grows.
+            # killed run rolls back to the month as it was.
             con.execute("BEGIN TRANSACTION")
-            [(before,)] = con.execute(sql.count_month_rows(self.dataset, colour, n), month_params).fetchall()
-            if before == 0:
-                # A month's first load, as in every backfill: nothing to compare against, so the
-                # anti-joins (0.7 s of a 7.7M-row month) are skipped.
-                deleted = 0
-                [(inserted,)] = con.execute(sql.insert_all_rows(self.dataset, colour, staging)).fetchall()
+            if self._exists(con, published):
+                # What changed, for the run's metadata: ids gone, and ids new (ids are distinct
+                # within a month, so new = staged - (published - vanished)).
+                [(before,)] = con.execute(sql.count_rows(self.dataset, published)).fetchall()
+                [(deleted,)] = con.execute(sql.count_vanished_ids(self.dataset, published, staged)).fetchall()
+                inserted = month_rows - (before - deleted)
+                con.execute(sql.drop_table(self.dataset, published))
             else:
-                # Also deletes the rows another source's file of this month left (a source switch).
-                [(deleted,)] = con.execute(
-                    sql.delete_vanished_rows(self.dataset, colour, staging, n), month_params
-                ).fetchall()
-                [(staged,)] = con.execute(sql.count_rows(self.dataset, staging)).fetchall()
-                if before - deleted == staged:
-                    # Every remaining id is a staged id (that is what the DELETE left) and there
-                    # are as many of them as staged ids, which are distinct: the sets are equal,
-                    # so nothing is new. A re-run of an unchanged month skips its costliest join.
-                    inserted = 0
-                else:
-                    [(inserted,)] = con.execute(sql.insert_new_rows(self.dataset, colour, staging), params).fetchall()
+                inserted, deleted = month_rows, 0
+            con.execute(sql.rename_table(self.dataset, staged, published))
+            self._publish_view(con, colour)
             con.execute("COMMIT")
-            month_rows = before - deleted + inserted
-            [(table_rows,)] = con.execute(sql.count_rows(self.dataset, colour.main_table)).fetchall()
+            table_rows = self._table_rows(con, colour)
         return MergeResult(self.table_name(colour.main_table), inserted, deleted, month_rows, table_rows)
 
     def _comment(self, con: duckdb.DuckDBPyConnection, table: str) -> str | None:
@@ -128,20 +137,63 @@ class DuckDBWarehouse:
 
     def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
         with self.connect() as con:
-            self._ensure_main_table(con, colour)
+            self._ensure_layout(con, colour)
             [(rows, distinct)] = con.execute(
                 sql.month_stats(self.dataset, colour, len(month_file_names)), sql.month_params(month_file_names)
             ).fetchall()
         return MonthStats(rows, distinct)
 
-    def _ensure_main_table(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
+    def _exists(self, con: duckdb.DuckDBPyConnection, name: str) -> bool:
+        return self._relation_type(con, name) is not None
+
+    def _relation_type(self, con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+        found = con.execute(sql.relation_type(), {"dataset": self.dataset, "name": name}).fetchall()
+        return found[0][0] if found else None
+
+    def _table_rows(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> int:
+        [(rows,)] = con.execute(sql.count_rows(self.dataset, colour.main_table)).fetchall()
+        return rows
+
+    def _publish_view(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
+        params = {"dataset": self.dataset, "pattern": colour.month_table_pattern}
+        names = [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
+        con.execute(sql.create_main_view(self.dataset, colour, names))
+
+    def _ensure_layout(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
+        """The main view, made if missing; a main table of the earlier layout (every month in
+        one table, each month also kept in its staging table) is converted in place, once."""
         con.execute(sql.create_schema(self.dataset))
-        con.execute(sql.create_main_table(self.dataset, colour))
-        # A table made before the TLC's later columns were known gets them in place (NULL for
-        # the months it holds): no reload.
-        for column in colour.columns:
-            if not column.in_csv:
-                con.execute(sql.add_column(self.dataset, colour, column))
+        kind = self._relation_type(con, colour.main_table)
+        if kind == "VIEW":
+            return
+        if kind is None:
+            self._publish_view(con, colour)
+            return
+        self._convert_legacy_table(con, colour)
+
+    def _convert_legacy_table(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
+        legacy = f"{colour.main_table}__legacy"
+        log.warning("converting %s to one table per month (once; keeps every row)", self.table_name(colour.main_table))
+        con.execute("BEGIN TRANSACTION")
+        # The earlier layout's staging tables hold second copies of months, under the names the
+        # month tables take now: the main table's rows are the ones that count.
+        params = {"dataset": self.dataset, "pattern": colour.month_table_pattern}
+        for (name,) in con.execute(sql.month_tables(), params).fetchall():
+            con.execute(sql.drop_table(self.dataset, name))
+        con.execute(sql.rename_table(self.dataset, colour.main_table, legacy))
+        by_month: dict[str, list[str]] = {}
+        for (file_name,) in con.execute(sql.file_names(self.dataset, legacy)).fetchall():
+            found = _FILE_MONTH.search(file_name)
+            if found is None:
+                raise RuntimeError(f"{self.table_name(colour.main_table)}: cannot tell the month of filename {file_name!r}")
+            by_month.setdefault(found[1], []).append(file_name)
+        for month_text, names in by_month.items():
+            month = dt.date.fromisoformat(f"{month_text}-01")
+            con.execute(sql.split_off_month(self.dataset, legacy, colour.staging_table(month), len(names)),
+                        sql.month_params(tuple(names)))
+        con.execute(sql.drop_table(self.dataset, legacy))
+        self._publish_view(con, colour)
+        con.execute("COMMIT")
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
