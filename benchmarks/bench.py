@@ -1,7 +1,8 @@
-"""One benchmark run: the floor, our month end to end, 2x the rows, the dlt peer, merge growth.
+"""One benchmark run: the floor, our month end to end, 2x the rows, a TLC Parquet month against
+DuckDB's own Parquet load, the dlt peer, merge growth, and the disk each takes.
 
     .venv/bin/python -m benchmarks.bench                 # a realistic yellow month (7,667,792 rows)
-    .venv/bin/python -m benchmarks.bench --rows 3000 --months 3 --out /tmp/b   # the smoke test
+    .venv/bin/python -m benchmarks.bench --rows 3000 --parquet-rows 2000 --months 3 --out /tmp/b   # smoke test
 
 Everything is offline: the month is built from the bundled real rows and served from a loopback
 HTTP server. Each measured step runs as its own process; ratios are to the floor of the same run.
@@ -19,7 +20,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmarks.make_month import make_month
+import duckdb
+
+from benchmarks.make_month import make_month, make_parquet_month
 from benchmarks.monitor import Measurement, measure
 from taxi_pipeline_tests.servers import serve_folder
 
@@ -32,7 +35,8 @@ _STEP_TIME = re.compile(r'Finished execution of step "(\w+)" in ([\d.]+)(ms|s)')
 def _ours(month: str, mirror_url: str, work: Path, name: str) -> Measurement:
     home, dagster_home = work / name / "home", work / name / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TAXI_HOME": str(home), "TAXI_SOURCE_URL": mirror_url, "DAGSTER_HOME": str(dagster_home)}
+    env = {**os.environ, "TAXI_HOME": str(home), "TAXI_SOURCE_URL": mirror_url, "TAXI_TLC_URL": f"{mirror_url}/tlc",
+           "DAGSTER_HOME": str(dagster_home)}
     command = [str(BIN / "dagster"), "job", "execute", "-m", "taxi_pipeline.definitions", "-j", "yellow_taxi_job",
                "--tags", json.dumps({"dagster/partition": month})]
     result = measure(command, env, [work / name], cwd=ROOT)
@@ -41,18 +45,31 @@ def _ours(month: str, mirror_url: str, work: Path, name: str) -> Measurement:
     return result
 
 
+def used_bytes(database: Path) -> int:
+    """Bytes of the blocks a DuckDB file uses (free blocks of dropped tables do not count)."""
+    with duckdb.connect(str(database), read_only=True) as con:
+        [(used,)] = con.execute("SELECT used_blocks * block_size FROM pragma_database_size()").fetchall()
+    return used
+
+
+def _folder_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.name.endswith(".meta.json"))
+
+
 def _python(script: str, args: list[str], work: Path, name: str) -> Measurement:
     (work / name).mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return measure([sys.executable, str(ROOT / "benchmarks" / script), *args], env, [work / name], cwd=ROOT)
 
 
-def run(rows: int, months: int, out: Path, work: Path, double: bool) -> dict:
+def run(rows: int, parquet_rows: int, months: int, out: Path, work: Path, double: bool, dlt: bool) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     mirror = work / "mirror"
     month_file = make_month(mirror / "yellow" / "yellow_tripdata_2019-01.csv.gz", rows)
     if double:
         make_month(mirror / "yellow" / "yellow_tripdata_2019-02.csv.gz", 2 * rows, seed=43)
+    # A TLC month (2025-02, era C types) from the first rows of the built month.
+    parquet_file = make_parquet_month(month_file, mirror / "tlc" / "yellow_tripdata_2025-02.parquet", parquet_rows)
     results: dict[str, Measurement] = {}
     floor_args = [str(month_file), str(work / "floor" / "f.duckdb"), MEMORY_LIMIT]
     with serve_folder(mirror) as server:
@@ -61,17 +78,26 @@ def run(rows: int, months: int, out: Path, work: Path, double: bool) -> dict:
         ids_args = [str(month_file), str(work / "floor_ids" / "f.duckdb"), MEMORY_LIMIT, "--ids"]
         results["floor_with_ids"] = _python("floor.py", ids_args, work, "floor_ids")
         results["ours"] = _ours("2019-01-01", server.url, work, "ours")
+        disk = {
+            "floor_table_mb": round(used_bytes(work / "floor" / "f.duckdb") / 2**20, 1),
+            "ours_warehouse_mb": round(used_bytes(work / "ours" / "home" / "warehouse.duckdb") / 2**20, 1),
+            "ours_bucket_mb": round(_folder_bytes(work / "ours" / "home" / "bucket") / 2**20, 1),
+        }
         # The same month again, as an overlapping backfill would: same file, nothing new.
         results["ours_rerun"] = _ours("2019-01-01", server.url, work, "ours")
         if double:
             results["ours_2x_rows"] = _ours("2019-02-01", server.url, work, "ours_2x")
-    for mode, name in (("documented", "dlt_merge"), ("arrow", "dlt_merge_arrow")):
-        dlt_args = [str(month_file), str(work / name / "d.duckdb"), str(work / name), mode]
-        results[name] = _python("dlt_peer.py", dlt_args, work, name)
+        parquet_floor_args = [str(parquet_file), str(work / "floor_parquet" / "f.duckdb"), MEMORY_LIMIT, "--parquet"]
+        results["floor_parquet"] = _python("floor.py", parquet_floor_args, work, "floor_parquet")
+        results["ours_parquet"] = _ours("2025-02-01", server.url, work, "ours_parquet")
+    if dlt:
+        for mode, name in (("documented", "dlt_merge"), ("arrow", "dlt_merge_arrow")):
+            dlt_args = [str(month_file), str(work / name / "d.duckdb"), str(work / name), mode]
+            results[name] = _python("dlt_peer.py", dlt_args, work, name)
     growth = _python("merge_growth.py", [str(month_file), str(work / "growth" / "g.duckdb"), str(months), MEMORY_LIMIT],
                      work, "growth")
     merges = json.loads(growth.output.strip().splitlines()[-1])
-    report = _report(rows, month_file, results, merges)
+    report = _report(rows, parquet_rows, month_file, results, merges, disk)
     _write(report, out)
     return report
 
@@ -81,7 +107,9 @@ def step_seconds(job_output: str) -> dict[str, float]:
     return {step: round(float(n) / (1000 if unit == "ms" else 1), 2) for step, n, unit in _STEP_TIME.findall(job_output)}
 
 
-def _report(rows: int, month_file: Path, results: dict[str, Measurement], merges: list[dict]) -> dict:
+def _report(
+    rows: int, parquet_rows: int, month_file: Path, results: dict[str, Measurement], merges: list[dict], disk: dict,
+) -> dict:
     floor = results["floor"]
     steps = {
         name: {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "disk_high_water_mb": m.disk_high_water_mb,
@@ -97,16 +125,20 @@ def _report(rows: int, month_file: Path, results: dict[str, Measurement], merges
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "month": {"rows": rows, "gzip_mb": round(month_file.stat().st_size / 2**20, 1)},
+        "month": {"rows": rows, "gzip_mb": round(month_file.stat().st_size / 2**20, 1), "parquet_rows": parquet_rows},
         "steps": steps,
+        "disk": disk,
         "ours_step_s": job_steps,
         "ratios": {
             "ours_vs_floor_wall": steps["ours"]["wall_x_floor"],
             "ours_rerun_vs_ours_wall": round(results["ours_rerun"].wall_s / ours.wall_s, 2),
             "floor_with_ids_vs_floor_wall": steps["floor_with_ids"]["wall_x_floor"],
             "ours_vs_floor_with_ids_wall": round(ours.wall_s / results["floor_with_ids"].wall_s, 2),
-            "dlt_vs_ours_wall": round(results["dlt_merge"].wall_s / ours.wall_s, 2),
-            "dlt_arrow_vs_ours_wall": round(results["dlt_merge_arrow"].wall_s / ours.wall_s, 2),
+            "warehouse_vs_floor_bytes": round(disk["ours_warehouse_mb"] / disk["floor_table_mb"], 2),
+            "ours_parquet_vs_floor_parquet_wall": round(results["ours_parquet"].wall_s / results["floor_parquet"].wall_s, 2),
+            **({"dlt_vs_ours_wall": round(results["dlt_merge"].wall_s / ours.wall_s, 2),
+                "dlt_arrow_vs_ours_wall": round(results["dlt_merge_arrow"].wall_s / ours.wall_s, 2)}
+               if "dlt_merge" in results else {}),
             "merge_last_vs_first": round(last["merge_s"] / first["merge_s"], 2),
             "rerun_merge_last_vs_first": round(last["rerun_s"] / first["rerun_s"], 2),
             **({"rss_2x_rows_vs_1x": round(steps["ours_2x_rows"]["peak_rss_mb"] / steps["ours"]["peak_rss_mb"], 2)}
@@ -129,6 +161,8 @@ def _write(report: dict, out: Path) -> None:
     for name, s in report["steps"].items():
         lines.append(f"| {name} | {s['wall_s']} | {s['wall_x_floor']} | {s['peak_rss_mb']} | {s['rss_x_floor']} "
                      f"| {s['disk_high_water_mb']} |")
+    lines += ["", "| disk after one month | MiB |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in report["disk"].items()]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in report["ratios"].items()]
     lines += ["", "Where `ours` spends its time (step durations from the run's log):", "",
@@ -179,12 +213,15 @@ def _chart(report: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=7_667_792, help="rows of the month (yellow 2019-01 has 7,667,792)")
+    parser.add_argument("--parquet-rows", type=int, default=3_500_000,
+                        help="rows of the TLC Parquet month (yellow 2025-01 has 3,475,226)")
     parser.add_argument("--months", type=int, default=12, help="months merged into the growing main table")
     parser.add_argument("--no-double", action="store_true", help="skip the 2x-rows memory run")
+    parser.add_argument("--no-dlt", action="store_true", help="skip the dlt peer (about 5 minutes)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
     args = parser.parse_args()
-    run(args.rows, args.months, args.out, args.work, double=not args.no_double)
+    run(args.rows, args.parquet_rows, args.months, args.out, args.work, double=not args.no_double, dlt=not args.no_dlt)
     print((args.out / "results.md").read_text())
     shutil.rmtree(args.work, ignore_errors=True)
 

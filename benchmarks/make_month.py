@@ -28,11 +28,45 @@ def make_month(dest: Path, rows: int, seed: int = 42) -> Path:
     fields = ", ".join(
         f"strftime(CAST(h.{sql.q(c.name)} AS TIMESTAMP) + to_seconds((g.j * 7919) % {SHIFT_SPAN_S}), "
         f"'%Y-%m-%d %H:%M:%S') AS {sql.q(c.name)}" if c.type.name == "TIMESTAMP" else f"h.{sql.q(c.name)}"
-        for c in YELLOW.columns
+        for c in YELLOW.csv_columns
     )
     con.execute(
         f"COPY (SELECT {fields} FROM range({int(rows)}) g(j) JOIN head h ON h.i = hash(g.j, {int(seed)}) % {n} "
         f"ORDER BY g.j) TO '{dest}' (HEADER, DELIMITER ',', COMPRESSION gzip)"
+    )
+    con.close()
+    return dest
+
+
+# The TLC's yellow types from 2025-01 on (era C; `../shared/research/tlc_parquet.md` section 2).
+_ERA_C = {
+    "VendorID": "INTEGER", "passenger_count": "BIGINT", "RatecodeID": "BIGINT", "PULocationID": "INTEGER",
+    "DOLocationID": "INTEGER", "payment_type": "BIGINT", "store_and_fwd_flag": "VARCHAR",
+}
+
+
+def make_parquet_month(csv_month: Path, dest: Path, rows: int) -> Path:
+    """The first `rows` rows of a built CSV month as a TLC Parquet file of era C: its exact types,
+    `Airport_fee` (the capitalised spelling) and `cbd_congestion_fee`, ZSTD. Streamed by DuckDB."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    fields = []
+    for c in YELLOW.csv_columns:
+        name = sql.q(c.name)
+        if c.type.name == "TIMESTAMP":
+            fields.append(f"CAST({name} AS TIMESTAMP) AS {name}")
+        elif c.name in _ERA_C and _ERA_C[c.name] != "VARCHAR":
+            fields.append(f"CAST(CAST({name} AS DOUBLE) AS {_ERA_C[c.name]}) AS {name}")
+        elif c.name in _ERA_C:
+            fields.append(name)
+        else:
+            fields.append(f"CAST({name} AS DOUBLE) AS {name}")
+    fields.append("CASE WHEN PULocationID IN ('132', '138') THEN 1.75 ELSE 0.0 END AS Airport_fee")
+    fields.append("CASE WHEN hash(tpep_pickup_datetime) % 3 = 0 THEN 0.75 ELSE 0.0 END AS cbd_congestion_fee")
+    con.execute(
+        f"COPY (SELECT {', '.join(fields)} FROM {sql.read_raw_csv(YELLOW)} LIMIT {int(rows)}) "
+        f"TO '{dest}' (FORMAT parquet, COMPRESSION zstd)", {"path": str(csv_month)},
     )
     con.close()
     return dest

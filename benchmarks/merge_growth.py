@@ -1,8 +1,9 @@
 """Stages and merges the same month under N month names into one growing main table; prints the
-seconds each merge took, as JSON. Staging tables are dropped after their merge to bound disk.
+seconds each merge took, as JSON.
 
-The first and the last month are also merged a second time right away (a re-run: the anti-join
-path that compares ids), so both kinds of merge are timed with 1 and with N months in the table.
+The first and the last month are also staged and merged a second time right away with a changed
+fingerprint (a corrected file: the merge counts the ids that changed and swaps the month), so both
+kinds of merge are timed with 1 and with N months in the table.
 """
 
 import datetime as dt
@@ -10,8 +11,8 @@ import json
 import sys
 import time
 
-from taxi_pipeline.lib.warehouses import duckdb_sql as sql
 from taxi_pipeline.lib.colours import YELLOW
+from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
 
 path, database, months, memory_limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -19,15 +20,16 @@ warehouse = DuckDBWarehouse(database, "zoomcamp", memory_limit=memory_limit)
 
 
 def timed_merge(month: dt.date) -> tuple[float, object]:
+    name = f"yellow_tripdata_{month:%Y-%m}.csv"
+    warehouse.stage(YELLOW, month, RawFile(path, name, "csv"))
     started = time.monotonic()
-    result = warehouse.merge(YELLOW, month)
+    result = warehouse.merge(YELLOW, month, name, (name,))
     return round(time.monotonic() - started, 2), result
 
 
 merges = []
 for i in range(months):
     month = dt.date(2019 + i // 12, i % 12 + 1, 1)
-    warehouse.stage(YELLOW, month, path)
     seconds, result = timed_merge(month)
     merge = {"month": f"{month:%Y-%m}", "merge_s": seconds, "inserted": result.inserted,
              "table_rows": result.table_rows}
@@ -35,6 +37,4 @@ for i in range(months):
         merge["rerun_s"], rerun = timed_merge(month)
         merge["rerun_inserted"] = rerun.inserted
     merges.append(merge)
-    with warehouse.connect() as con:
-        con.execute(sql.drop_table("zoomcamp", YELLOW.staging_table(month)))
 print(json.dumps(merges))
