@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import duckdb
 import pytest
 
 from taxi_pipeline.defs.assets import build_colour_assets
 from taxi_pipeline.defs.jobs import build_colour_job
 from taxi_pipeline.defs.schedules import build_colour_schedule
 from taxi_pipeline.lib.colours import GREEN, YELLOW
-from taxi_pipeline_tests.support import copy_mirror, make_resources
+from taxi_pipeline_tests.support import copy_mirror, make_resources, query
 
 
 def _tick(colour, when: dt.datetime, resources):
@@ -108,4 +109,34 @@ def test_a_loaded_month_is_not_launched_again(tmp_path):
         )
         assert result.success
         again = tick()
-        assert not again.run_requests and "2020-10" not in again.skip_message
+        assert not again.run_requests and "green_tripdata_2020-10" not in again.skip_message
+
+
+def test_a_month_deleted_by_hand_is_launched_again_by_the_next_tick(tmp_path):
+    """The warehouse, not Dagster's records, says what is loaded."""
+    mirror = copy_mirror(tmp_path / "mirror")
+    home = tmp_path / "home"
+    resources = make_resources(home, mirror.as_uri())
+    job = build_colour_job(GREEN)
+    schedule = build_colour_schedule(GREEN, job)
+    definitions = dg.Definitions(
+        assets=build_colour_assets(GREEN, "file", "duckdb"), jobs=[job], schedules=[schedule], resources=resources,
+    )
+    when = dt.datetime(2020, 11, 1, 9, tzinfo=dt.UTC)
+    with dg.instance_for_test() as instance:
+        def tick():
+            context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources,
+                                                repository_def=definitions.get_repository_def())
+            return schedule.evaluate_tick(context)
+
+        [request] = tick().run_requests
+        job_def = definitions.resolve_job_def("green_taxi_job")
+        assert job_def.execute_in_process(partition_key="2020-10-01", instance=instance, tags=request.tags).success
+        assert not tick().run_requests
+        with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # someone deletes the month by hand
+            con.execute("DELETE FROM zoomcamp.green_tripdata_2020_10")
+        [again] = tick().run_requests
+        assert (again.partition_key, again.tags["reason"]) == ("2020-10-01", "missing")
+        assert job_def.execute_in_process(partition_key="2020-10-01", instance=instance, tags=again.tags).success
+        assert query(home, "SELECT count(*) FROM zoomcamp.green_tripdata") == [(95_120,)]
+        assert not tick().run_requests

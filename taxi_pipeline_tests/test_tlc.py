@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -325,3 +326,9 @@ def test_the_sensor_launches_new_and_changed_months_and_leaves_loaded_ones(tmp_p
         run(changed)
         assert query(tmp_path / "home", "SELECT count(*) FROM zoomcamp.green_tripdata") == [(40_000,)]
         assert not tick().run_requests
+        with duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb")) as con:  # deleted by hand
+            con.execute(f"DELETE FROM zoomcamp.green_tripdata_{month:%Y_%m}")
+        [missing] = tick().run_requests
+        assert missing.tags["reason"] == "missing"
+        run(missing)
+        assert query(tmp_path / "home", "SELECT count(*) FROM zoomcamp.green_tripdata") == [(40_000,)]

@@ -52,7 +52,7 @@ def stored_raw_file(store: ObjectStore, file: SourceFile) -> tuple[StoredObject,
         )
     raw = RawFile(
         stored.uri, file.file_name, file.format, stored.metadata.get("md5"),
-        layout_from_json(stored.metadata.get("layout")),
+        layout_from_json(stored.metadata.get("layout")), int(stored.metadata["rows"]),
     )
     return stored, raw
 

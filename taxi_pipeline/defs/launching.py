@@ -4,11 +4,14 @@ already queued or running, what did the source say about its file when it was lo
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import dagster as dg
 
 from taxi_pipeline.defs.assets import main_asset_key, raw_asset_key
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS
+from taxi_pipeline.defs.resources import TargetResource
+from taxi_pipeline.lib.warehouses.base import WarehouseBusyError
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.http import Published
 
@@ -31,8 +34,30 @@ def recent_months(before: dt.datetime, count: int) -> list[tuple[str, dt.date]]:
     return months
 
 
-def loaded_partitions(instance: dg.DagsterInstance, colour: Colour) -> set[str]:
-    return set(instance.get_materialized_partitions(main_asset_key(colour)))
+@dataclass(frozen=True)
+class Loaded:
+    """The months a colour has loaded, as the warehouse says (or Dagster, if it cannot say now)."""
+
+    partitions: frozenset[str]
+    recorded: frozenset[str]  # what Dagster's materialization records say
+    source: str  # where `partitions` came from, for skip reasons and logs
+
+    def missing(self, partition_key: str) -> bool:
+        """Recorded as loaded by Dagster, but not in the warehouse (deleted or dropped by hand)."""
+        return partition_key in self.recorded and partition_key not in self.partitions
+
+
+def loaded_partitions(instance: dg.DagsterInstance, colour: Colour, target: TargetResource) -> Loaded:
+    """A month counts as loaded only if the main table holds rows of it. If the warehouse is busy
+    (DuckDB: a run holds the file), Dagster's records stand in until the next tick."""
+    recorded = frozenset(instance.get_materialized_partitions(main_asset_key(colour)))
+    warehouse = target.warehouse()
+    try:
+        months = warehouse.loaded_months(colour)
+    except WarehouseBusyError as exc:
+        return Loaded(recorded, recorded, f"Dagster's records (the warehouse is busy: {exc})")
+    keys = frozenset(f"{month:%Y-%m-%d}" for month in months)
+    return Loaded(keys, recorded, warehouse.table_name(colour.main_table))
 
 
 def has_unfinished_run(instance: dg.DagsterInstance, colour: Colour, partition_key: str) -> bool:

@@ -9,7 +9,7 @@ launched it), is left alone.
 import dagster as dg
 
 from taxi_pipeline.defs.launching import has_unfinished_run, loaded_partitions, recent_months
-from taxi_pipeline.defs.resources import SourceResource
+from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.http import probe
@@ -37,24 +37,28 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
         f"ended (and any of the {LOOKBACK_MONTHS - 1} before it published late); skips months the "
         "source does not have yet.",
     )
-    def monthly(context: dg.ScheduleEvaluationContext, source: SourceResource):
+    def monthly(context: dg.ScheduleEvaluationContext, source: SourceResource, target: TargetResource):
         choice = source.choice()
-        requests, waiting, unserved = [], [], []
-        loaded = loaded_partitions(context.instance, colour)
+        requests, waiting, unserved, held = [], [], [], []
+        loaded = loaded_partitions(context.instance, colour, target)
         for key, month in recent_months(context.scheduled_execution_time, LOOKBACK_MONTHS):
             if not choice.can_serve(month):
                 unserved.append(f"{month:%Y-%m}")
                 continue
-            if key in loaded or has_unfinished_run(context.instance, colour, key):
+            if key in loaded.partitions:
+                held.append(f"{month:%Y-%m}")
+                continue
+            if has_unfinished_run(context.instance, colour, key):
                 continue
             file = choice.locate(colour, month)
             if probe(file.url, source.timeout_s) is None:
                 waiting.append(file.file_name)
                 continue
-            requests.append(dg.RunRequest(
-                run_key=key, partition_key=key,
-                tags={**SCHEDULE_TRIGGER_TAG, **run_tags(colour, file, launched_by_backfill=False)},
-            ))
+            tags = {**SCHEDULE_TRIGGER_TAG, **run_tags(colour, file, launched_by_backfill=False)}
+            if loaded.missing(key):
+                tags["reason"] = "missing"
+                context.log.info(f"{month:%Y-%m}: Dagster recorded it as loaded, but {loaded.source} has no rows of it")
+            requests.append(dg.RunRequest(run_key=key, partition_key=key, tags=tags))
         if requests:
             return requests
         reasons = []
@@ -62,6 +66,8 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
             reasons.append(f"not published at the source yet: {', '.join(waiting)}")
         if unserved:
             reasons.append(f"no source configured for {', '.join(unserved)} (TAXI_SOURCE={choice.mode})")
+        if held and not reasons:
+            reasons.append(f"all loaded ({', '.join(held)} in {loaded.source})")
         return dg.SkipReason("; ".join(reasons) or "all loaded")
 
     return monthly

@@ -4,7 +4,8 @@ again when the source replaces it (the TLC republishes files now and then).
 Each evaluation sends one HEAD per recent month (cheap: no body), so a daily interval is enough
 for a source that publishes monthly. A month is launched with `reason=new` if it is published
 and not loaded, `reason=changed` if its ETag, Content-Length or Last-Modified differ from what the
-raw file's materialization recorded; never while a run of it is queued or in progress, whoever
+raw file's materialization recorded, `reason=missing` if Dagster recorded it as loaded but the
+warehouse has no rows of it (deleted or dropped by hand: the warehouse is what counts); never while a run of it is queued or in progress, whoever
 launched it, and never when it is loaded and unchanged. The run key names the file's change
 tokens, so one publication is launched once: a month whose file is bad fails once, and is tried
 again when the source replaces the file (or by hand).
@@ -17,7 +18,7 @@ import dagster as dg
 from taxi_pipeline.defs.launching import (
     changes, has_unfinished_run, loaded_partitions, recent_months, recorded_tokens,
 )
-from taxi_pipeline.defs.resources import SourceResource
+from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.http import probe
@@ -44,9 +45,9 @@ def build_colour_sensor(
         f"{colour.name} month when its file appears at the source (reason=new) or changes "
         "(reason=changed: ETag, Content-Length or Last-Modified differ from the loaded file's).",
     )
-    def publication(context: dg.SensorEvaluationContext, source: SourceResource):
+    def publication(context: dg.SensorEvaluationContext, source: SourceResource, target: TargetResource):
         choice = source.choice()
-        loaded = loaded_partitions(context.instance, colour)
+        loaded = loaded_partitions(context.instance, colour, target)
         requests, notes = [], []
         for key, month in recent_months(dt.datetime.now(dt.UTC), lookback):
             if not choice.can_serve(month) or has_unfinished_run(context.instance, colour, key):
@@ -56,8 +57,11 @@ def build_colour_sensor(
             if published is None:
                 notes.append(f"{month:%Y-%m} not published")
                 continue
-            if key not in loaded:
-                reason, detail = "new", "published, not loaded"
+            if key not in loaded.partitions:
+                if loaded.missing(key):
+                    reason, detail = "missing", f"recorded as loaded by Dagster, but {loaded.source} has no rows of it"
+                else:
+                    reason, detail = "new", "published, not loaded"
             else:
                 recorded = recorded_tokens(context.instance, colour, key)
                 differ = changes(recorded, published) if recorded else []
@@ -67,12 +71,16 @@ def build_colour_sensor(
             context.log.info(f"{file.file_name}: {reason} ({detail})")
             token = published.etag or f"{published.content_length}/{published.last_modified}"
             requests.append(dg.RunRequest(
-                run_key=f"{key}:{token}", partition_key=key,
+                # A failed new or changed file is not retried every day: the next change is.
+                # Rows deleted by hand are loaded again whenever they are missing.
+                run_key=None if reason == "missing" else f"{key}:{token}", partition_key=key,
                 tags={SENSOR_TRIGGER_TAG: "sensor", "reason": reason,
                       **run_tags(colour, file, launched_by_backfill=False)},
             ))
         if requests:
             return requests
-        return dg.SkipReason("; ".join(notes) or "every published month is loaded and unchanged")
+        return dg.SkipReason(
+            "; ".join(notes) or f"every published month is loaded (per {loaded.source}) and unchanged"
+        )
 
     return publication

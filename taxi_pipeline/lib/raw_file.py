@@ -36,6 +36,7 @@ class RawFile:
     format: str  # "csv" or "parquet"
     md5: str | None = None
     layout: tuple[FileColumn, ...] = ()  # Parquet only
+    rows: int | None = None  # the data rows the source's validator counted
 
     def column(self, name: str) -> FileColumn:
         return next(c for c in self.layout if c.name == name)

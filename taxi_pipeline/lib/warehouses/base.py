@@ -10,6 +10,10 @@ from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.raw_file import RawFile
 
 
+class WarehouseBusyError(RuntimeError):
+    """The warehouse cannot be read right now without waiting (DuckDB: a run holds the file)."""
+
+
 @dataclass(frozen=True)
 class StageResult:
     table: str
@@ -51,6 +55,11 @@ class Warehouse(Protocol):
 
     def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
         """Counts the month's rows and distinct row ids in the main table."""
+
+    def loaded_months(self, colour: Colour) -> dict[dt.date, int]:
+        """The months the main table holds rows of, with their row counts: what the schedules
+        and sensors trust, rather than Dagster's records (a table may have been changed by hand).
+        Raises `WarehouseBusyError` rather than wait."""
 
     def table_name(self, table: str) -> str:
         """The fully qualified name a user queries, e.g. `zoomcamp.green_tripdata`."""

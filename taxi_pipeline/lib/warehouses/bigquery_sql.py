@@ -157,6 +157,14 @@ def count_month_rows(project: str, dataset: str, colour: Colour) -> str:
     return f"SELECT COUNT(*) FROM {table(project, dataset, colour.main_table)} WHERE file_month = @file_month"
 
 
+def rows_by_month(project: str, dataset: str, colour: Colour) -> str:
+    """Rows of every month the table holds (by partition: a cheap scan of one column)."""
+    return (
+        f"SELECT file_month, COUNT(*) FROM {table(project, dataset, colour.main_table)} "
+        "GROUP BY file_month ORDER BY file_month"
+    )
+
+
 def month_stats(project: str, dataset: str, colour: Colour) -> str:
     """Rows and distinct ids of one month. Binds @file_month."""
     return (

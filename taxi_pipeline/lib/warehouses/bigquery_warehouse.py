@@ -76,6 +76,9 @@ class BigQueryWarehouse:
             [(before,)] = self._query(client, month_rows, params)
             job = self._merge_with_retries(client, sql.merge_month(
                 self.project, self.dataset, colour, colour.staging_table(month)), params)
+            # The month now lives in the main table: one copy at rest, not two. A re-run stages
+            # it again from the bucket object (BigQuery's work, not this process's).
+            client.delete_table(self.table_name(colour.staging_table(month)), not_found_ok=True)
             [(after,)] = self._query(client, month_rows, params)
             [(table_rows,)] = self._query(client, sql.count_rows(self.project, self.dataset, colour.main_table))
         inserted, deleted = _dml_counts(job, before, after)
@@ -88,6 +91,14 @@ class BigQueryWarehouse:
                 client, sql.month_stats(self.project, self.dataset, colour), self._month_params(month)
             )
         return MonthStats(rows, distinct)
+
+    def loaded_months(self, colour: Colour) -> dict[dt.date, int]:
+        with self._client() as client:
+            try:
+                rows = self._query(client, sql.rows_by_month(self.project, self.dataset, colour))
+            except google_errors.NotFound:
+                return {}  # no dataset or no table (dropped in the console, say): nothing loaded
+        return {month: count for month, count in rows if count}
 
     def _ensure_main_table(self, client: bigquery.Client, colour: Colour) -> None:
         self._query(client, sql.create_main_table(self.project, self.dataset, colour))

@@ -19,7 +19,7 @@ from taxi_pipeline.lib.colours import Colour, LogicalType
 from taxi_pipeline.lib.identifiers import validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
-from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult
+from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult, WarehouseBusyError
 
 log = logging.getLogger(__name__)
 _CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
@@ -66,13 +66,17 @@ class DuckDBWarehouse:
             con.execute(sql.create_schema(self.dataset))
             if fingerprint is not None:
                 for name in (published, staged):
-                    if self._comment(con, name) == fingerprint:
-                        # Built from these very bytes by these very statements: rebuilding would
-                        # give the same table. Saves the parse and hash (12 s of a yellow month).
-                        if name == published:
-                            con.execute(sql.drop_table(self.dataset, staged))  # a stale build
-                        [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
-                        return StageResult(self.table_name(name), rows, reused=True)
+                    if self._comment(con, name) != fingerprint:
+                        continue
+                    # Built from these very bytes by these very statements: rebuilding would give
+                    # the same table (unless rows were deleted from it by hand since). Saves the
+                    # parse and hash of a re-run (12 s of a yellow month).
+                    [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
+                    if raw.rows is not None and rows != raw.rows:
+                        continue
+                    if name == published:
+                        con.execute(sql.drop_table(self.dataset, staged))  # a stale build
+                    return StageResult(self.table_name(name), rows, reused=True)
             try:
                 con.execute(create, params)
             except duckdb.ConversionException as exc:
@@ -142,6 +146,28 @@ class DuckDBWarehouse:
                 sql.month_stats(self.dataset, colour, len(month_file_names)), sql.month_params(month_file_names)
             ).fetchall()
         return MonthStats(rows, distinct)
+
+    def loaded_months(self, colour: Colour) -> dict[dt.date, int]:
+        """The months the main table holds, with their rows (published month tables with rows).
+
+        Reads without waiting: a run holding the file makes this raise `WarehouseBusyError`."""
+        if not self.path.exists():
+            return {}
+        try:
+            con = duckdb.connect(str(self.path), read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise WarehouseBusyError(f"{self.path} is in use by another process: {str(exc).splitlines()[0]}") from exc
+            raise
+        with con:
+            params = {"dataset": self.dataset, "pattern": colour.month_table_pattern}
+            names = [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
+            months = {}
+            for name in names:
+                [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
+                if rows:
+                    months[dt.date(int(name[-7:-3]), int(name[-2:]), 1)] = rows
+        return months
 
     def _exists(self, con: duckdb.DuckDBPyConnection, name: str) -> bool:
         return self._relation_type(con, name) is not None
