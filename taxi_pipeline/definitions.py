@@ -20,7 +20,7 @@ def defs() -> dg.Definitions:
     target = resources["target"]
     jobs = {name: build_colour_job(colour) for name, colour in COLOURS.items()}
     return dg.Definitions(
-        assets=[a for c in COLOURS.values() for a in build_colour_assets(c, target.store_kind, target.warehouse_kind)],
+        assets=[a for c in COLOURS.values() for a in build_colour_assets(c, type(target))],
         asset_checks=[check for c in COLOURS.values() for check in (build_main_table_check(c), build_schema_drift_check(c))],
         jobs=list(jobs.values()),
         schedules=[build_colour_schedule(c, jobs[name], schedule_cron_override()) for name, c in COLOURS.items()],

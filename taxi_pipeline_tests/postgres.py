@@ -93,14 +93,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     if as_postgres:
         shutil.chown(folder / "pwfile", "postgres", "postgres")
     try:
-        subprocess.run([*as_postgres, pg_bin / "initdb", "-D", data, "-U", USER, f"--pwfile={folder / 'pwfile'}",
-                        "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"],
-                       check=True, capture_output=True)
+        _run([*as_postgres, pg_bin / "initdb", "-D", data, "-U", USER, "-E", "UTF8", "--no-sync",
+              f"--pwfile={folder / 'pwfile'}", "--auth-local=trust", "--auth-host=scram-sha-256"])
         port = free_port()
         options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200 "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        subprocess.run([*as_postgres, pg_bin / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w",
-                        "-o", options, "start"], check=True, capture_output=True)
+        log = folder / "server.log"
+        _run([*as_postgres, pg_bin / "pg_ctl", "-D", data, "-l", log, "-w", "-o", options, "start"], log)
         pid = int((data / "postmaster.pid").read_text().split()[0])
         try:
             yield PostgresServer(port, pid)
@@ -108,6 +107,13 @@ def postgres_server() -> Iterator[PostgresServer]:
             _stop_pid(pid, signal.SIGINT)  # SIGINT: Postgres' fast shutdown
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(args: list, log: Path | None = None) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        server_log = log.read_text()[-2000:] if log and log.exists() else ""
+        raise RuntimeError(f"{' '.join(map(str, args))} failed:\n{done.stdout}{done.stderr}{server_log}")
 
 
 def _stop_pid(pid: int, first: signal.Signals, wait_s: float = 20) -> None:
@@ -119,7 +125,10 @@ def _stop_pid(pid: int, first: signal.Signals, wait_s: float = 20) -> None:
             return
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            if not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+            try:
+                if "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                    return  # exited; its parent (init) has yet to reap it
+            except FileNotFoundError:
                 return
             time.sleep(0.1)
 
@@ -144,7 +153,8 @@ def service(args: list[str], env: dict[str, str], log: Path, ready_url: str | No
     """Runs a long-lived Dagster process (webserver, daemon, code server) until the block ends, then
     stops its process group by the process id it started with (SIGTERM, then SIGKILL)."""
     with open(log, "wb") as out:
-        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
             deadline = time.monotonic() + ready_timeout_s
             while ready_url:

@@ -34,7 +34,7 @@ def make_resources(home: Path, base_url: str, tlc_url: str | None = None, **sour
 def load_month(colour: Colour, partition_key: str, resources: dict, **kwargs) -> dg.ExecuteInProcessResult:
     """Materializes the colour's three assets and its check for one month, in process."""
     assets = [
-        *build_colour_assets(colour, "file", "duckdb"), build_main_table_check(colour), build_schema_drift_check(colour),
+        *build_colour_assets(colour, type(resources["target"])), build_main_table_check(colour), build_schema_drift_check(colour),
     ]
     return dg.materialize(assets, partition_key=partition_key, resources=resources, **kwargs)
 

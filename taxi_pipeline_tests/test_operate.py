@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +21,10 @@ import duckdb
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline.lib.warehouses import duckdb_sql
+from taxi_pipeline.lib.warehouses import duckdb_admin
 from taxi_pipeline.lib.warehouses.lock_wait import lock_holder, lock_wait_message
 from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError, check_main_table
-from taxi_pipeline.lib.warehouses import duckdb_admin
-from taxi_pipeline_tests.support import MIRROR, reference_ids
+from taxi_pipeline_tests.support import MIRROR, load_month, make_resources, query, reference_ids
 
 ROOT = Path(__file__).parents[1]
 GREEN_KEYS = ["green_raw_file", "green_staging", "green_tripdata"]
@@ -68,13 +69,14 @@ def cli_at_once(calls: dict[str, tuple[tuple[str, ...], dict[str, str]]]) -> dic
     return done
 
 
-def execute_job(job: str, partition: str, env: dict[str, str]) -> None:
+def execute_job(job: str, partition: str, env: dict[str, str], succeed: bool = True) -> str:
     done = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "taxi_pipeline.definitions",
          "-j", job, "--tags", json.dumps({"dagster/partition": partition})],
         check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (done.returncode == 0) == succeed, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
 
 
 def create_kestra_green_table(con: duckdb.DuckDBPyConnection, dataset: str, months: list[str]) -> None:
@@ -115,7 +117,8 @@ def holding_lock(path: Path, *argv: str) -> Iterator[subprocess.Popen]:
 
 def tables(path: Path) -> dict[str, int]:
     with duckdb.connect(str(path), read_only=True) as con:
-        names = [n for (n,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'zoomcamp'").fetchall()]
+        names = [n for (n,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'zoomcamp'").fetchall()]
         return {n: con.execute(f'SELECT count(*) FROM zoomcamp."{n}"').fetchone()[0] for n in names}
 
 
@@ -171,11 +174,33 @@ def test_lock_holder_is_named_from_a_real_second_process(tmp_path):
                 duckdb.connect(str(path))
             found = lock_holder(str(locked.value))
             assert found.pid == holder.pid and found.command.split()[:2] == [sys.executable, "-c"]
-            line = lock_wait_message(path, str(locked.value), 12.4)
+            line = lock_wait_message(path, str(locked.value), 12.4, timeout_s=900)
             print(line)
             assert f"warehouse {path} is locked by PID {holder.pid} (" in line
-            assert "waiting, 12 s so far" in line and advice in line
+            assert "waiting, 12 s so far (gives up after 900 s)" in line and advice in line
     assert lock_holder("IO Error: No such file or directory") is None
+
+
+def test_a_run_waits_for_a_reader_naming_it_in_the_run_log_and_completes_when_it_lets_go(tmp_path):
+    home = tmp_path / "home"
+    resources = make_resources(home, MIRROR.as_uri())
+    assert load_month(GREEN, "2019-01-01", resources).success
+    instance = dg.DagsterInstance.ephemeral()
+    with holding_lock(home / "warehouse.duckdb") as holder:
+        outcome = {}
+        worker = threading.Thread(target=lambda: outcome.update(result=load_month(
+            GREEN, "2019-10-01", resources, instance=instance)))
+        worker.start()
+        time.sleep(8)  # the run downloads, then waits for the file
+        assert worker.is_alive()
+    worker.join(120)
+    result = outcome["result"]
+    assert result.success
+    logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    waits = [m for m in logs if "is locked by PID" in m]
+    assert waits and f"PID {holder.pid}" in waits[0] and "waiting" in waits[0], logs[-20:]
+    assert "close it" in waits[0] and "python -m taxi_pipeline counts" in waits[0]
+    assert query(home, "SELECT count(*) FROM zoomcamp.green_tripdata") == [(99 + 1_308,)]
 
 
 def test_counts_reads_a_snapshot_while_a_process_holds_the_file_and_writes_wait_for_nobody(tmp_path):
@@ -185,6 +210,8 @@ def test_counts_reads_a_snapshot_while_a_process_holds_the_file_and_writes_wait_
     assert cli("counts", env=env).stdout == expected
     assert cli(env=env, module="taxi_pipeline.counts").stdout == expected  # the old entry point
     path = tmp_path / "home" / "warehouse.duckdb"
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert check_main_table(con, "zoomcamp", GREEN) == ()  # the layout the pipeline makes passes
     with holding_lock(path) as holder:
         counted = cli("counts", env=env)
         refused = cli("fresh-start", "green", "--yes", env=env)
@@ -199,8 +226,8 @@ def test_the_shape_check_accepts_this_projects_table_and_names_what_differs_in_o
     colour = GREEN
     with duckdb.connect() as con:
         assert check_main_table(con, "zoomcamp", colour) == ()  # no table yet: the load creates it
-        con.execute(duckdb_sql.create_schema("zoomcamp"))
-        con.execute(duckdb_sql.create_main_table("zoomcamp", colour))
+        con.execute("CREATE SCHEMA zoomcamp")
+        con.execute(duckdb_admin.create_table("zoomcamp", colour, colour.main_table))  # the one-table layout
         assert check_main_table(con, "zoomcamp", colour) == ()
         con.execute('ALTER TABLE zoomcamp.green_tripdata DROP COLUMN cbd_congestion_fee')
         assert [c.name for c in check_main_table(con, "zoomcamp", colour)] == ["cbd_congestion_fee"]  # "to add"
@@ -233,6 +260,15 @@ def test_adopt_converts_a_kestra_table_keeping_every_row_and_the_next_load_repla
     assert "  - column unique_row_id is BLOB, expected VARCHAR" in str(foreign.value)
     assert "the course's Kestra flow" in str(foreign.value)
     assert sum(before.values()) == 99 + 35_612
+
+    # The job refuses the foreign table before writing anything, and says the two ways out.
+    output = execute_job("green_taxi_job", "2020-04-01", env, succeed=False)
+    assert "zoomcamp.green_tripdata is not this project's green main table" in output
+    assert "python -m taxi_pipeline adopt green" in output
+    with duckdb.connect(str(path), read_only=True) as con:
+        unchanged = collections.Counter(con.execute(
+            "SELECT lower(hex(unique_row_id)), filename, trip_distance FROM zoomcamp.green_tripdata").fetchall())
+    assert unchanged == before and set(tables(path)) == {"green_tripdata"}
 
     adopted = cli("adopt", "green", env=env)
     print(adopted.stdout)
@@ -273,7 +309,10 @@ def test_fresh_start_lists_then_deletes_one_colour_and_a_backfill_starts_from_no
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # what a killed run leaves behind
         con.execute("CREATE TABLE zoomcamp.green_tripdata_2019_01__building AS SELECT 1 AS x")
     (home / "bucket" / "green" / ".green_tripdata_2020-04.csv.gz.123.part").write_bytes(b"x" * 10)
-    state = lambda: (tables(home / "warehouse.duckdb"), files(home / "bucket"), records(dagster_home, GREEN_KEYS + YELLOW_KEYS))  # noqa: E731
+
+    def state():
+        return tables(home / "warehouse.duckdb"), files(home / "bucket"), records(dagster_home, GREEN_KEYS + YELLOW_KEYS)
+
     before = state()
     assert records(dagster_home, GREEN_KEYS)["green_tripdata"] == (["2019-01-01"], 2)
 

@@ -10,6 +10,7 @@ import pytest
 
 from taxi_pipeline.defs.assets import build_colour_assets
 from taxi_pipeline.defs.jobs import build_colour_job
+from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.schedules import build_colour_schedule
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.support import copy_mirror, make_resources, query
@@ -19,7 +20,7 @@ def _tick(colour, when: dt.datetime, resources):
     job = build_colour_job(colour)
     schedule = build_colour_schedule(colour, job)
     definitions = dg.Definitions(
-        assets=build_colour_assets(colour, "file", "duckdb"), jobs=[job], schedules=[schedule],
+        assets=build_colour_assets(colour, LocalTarget), jobs=[job], schedules=[schedule],
         resources=resources,
     )
     with dg.instance_for_test() as instance:
@@ -93,7 +94,7 @@ def test_a_loaded_month_is_not_launched_again(tmp_path):
     job = build_colour_job(GREEN)
     schedule = build_colour_schedule(GREEN, job)
     definitions = dg.Definitions(
-        assets=build_colour_assets(GREEN, "file", "duckdb"), jobs=[job], schedules=[schedule], resources=resources,
+        assets=build_colour_assets(GREEN, LocalTarget), jobs=[job], schedules=[schedule], resources=resources,
     )
     when = dt.datetime(2020, 11, 1, 9, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:
@@ -120,7 +121,7 @@ def test_a_month_deleted_by_hand_is_launched_again_by_the_next_tick(tmp_path):
     job = build_colour_job(GREEN)
     schedule = build_colour_schedule(GREEN, job)
     definitions = dg.Definitions(
-        assets=build_colour_assets(GREEN, "file", "duckdb"), jobs=[job], schedules=[schedule], resources=resources,
+        assets=build_colour_assets(GREEN, LocalTarget), jobs=[job], schedules=[schedule], resources=resources,
     )
     when = dt.datetime(2020, 11, 1, 9, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:

@@ -22,6 +22,7 @@ import pytest
 from taxi_pipeline.defs.assets import build_colour_assets
 from taxi_pipeline.defs.checks import build_main_table_check, build_schema_drift_check
 from taxi_pipeline.defs.jobs import build_colour_job
+from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.sensors import build_colour_sensor
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline.lib.rowid import canonical_text, row_ids, typed_value
@@ -298,7 +299,7 @@ def test_the_sensor_launches_new_and_changed_months_and_leaves_loaded_ones(tmp_p
     job = build_colour_job(GREEN)
     sensor = build_colour_sensor(GREEN, job)
     definitions = dg.Definitions(
-        assets=build_colour_assets(GREEN, "file", "duckdb"), jobs=[job], sensors=[sensor], resources=resources,
+        assets=build_colour_assets(GREEN, LocalTarget), jobs=[job], sensors=[sensor], resources=resources,
         asset_checks=[build_main_table_check(GREEN), build_schema_drift_check(GREEN)],
     )
     with dg.instance_for_test() as instance:

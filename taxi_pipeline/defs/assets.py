@@ -17,11 +17,6 @@ from taxi_pipeline.lib.sources.base import InvalidFileError, SourceFile
 from taxi_pipeline.lib.sources.http import download
 from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject
 
-# DuckDB allows one writing process per file, and BigQuery serialises DML on a table: one pool
-# slot for warehouse steps keeps concurrent runs from failing each other.
-WAREHOUSE_POOL = "warehouse"
-
-
 def raw_asset_key(colour: Colour) -> dg.AssetKey:
     return dg.AssetKey(f"{colour.name}_raw_file")
 
@@ -57,10 +52,14 @@ def stored_raw_file(store: ObjectStore, file: SourceFile) -> tuple[StoredObject,
     return stored, raw
 
 
-def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) -> list[dg.AssetsDefinition]:
-    """The three monthly assets of one colour; `*_kind` only label them in the UI."""
+def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg.AssetsDefinition]:
+    """The three monthly assets of one colour. The target's kinds label them in the UI, and its
+    pools keep concurrent runs' warehouse steps from failing each other (DuckDB: one writer
+    process per file; BigQuery: one DML statement per table at a time)."""
     common = {"partitions_def": MONTHLY_PARTITIONS, "group_name": colour.name}
-    table = {"kinds": {"sql", warehouse_kind}, "pool": WAREHOUSE_POOL, **common}
+    pools = target.pools(colour)
+    table = {"kinds": {"sql", target.warehouse_kind}, **common}
+    store_kind = target.store_kind
 
     @dg.asset(
         key=raw_asset_key(colour), kinds={store_kind}, **common,
@@ -117,7 +116,7 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
         })
 
     @dg.asset(
-        key=staging_asset_key(colour), deps=[raw_file], **table,
+        key=staging_asset_key(colour), deps=[raw_file], pool=pools["staging"], **table,
         description=f"The month's {colour.name} rows as a typed table `{colour.name}_tripdata_YYYY_MM`, "
         "with `unique_row_id` (one per source row) and `filename`. Rebuilt unless it was built from "
         "the same file bytes by the same code.",
@@ -128,7 +127,7 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
         tag_run(context, colour, file)
         started = time.monotonic()
         stored, raw = stored_raw_file(target.store(), file)
-        result = target.warehouse().stage(colour, month, raw)
+        result = target.warehouse(context.log.info).stage(colour, month, raw)
         if result.reused:
             context.log.info(f"{result.table} was built from this very file by this code: kept as it is")
         source_rows = int(stored.metadata["rows"])
@@ -146,7 +145,7 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
         })
 
     @dg.asset(
-        key=main_asset_key(colour), deps=[staging], **table,
+        key=main_asset_key(colour), deps=[staging], pool=pools["merge"], **table,
         description=f"Every loaded month of {colour.name} trips, each source row exactly once. A "
         "month's merge inserts its new row ids and deletes its rows that left the source file "
         "(or that another source's file of the month left).",
@@ -158,7 +157,8 @@ def build_colour_assets(colour: Colour, store_kind: str, warehouse_kind: str) ->
         tag_run(context, colour, file)
         started = time.monotonic()
         # Safe to re-run: the merge is one transaction keyed on unique_row_id.
-        result = target.warehouse().merge(colour, month, file.file_name, choice.all_file_names(colour, month))
+        result = target.warehouse(context.log.info).merge(
+            colour, month, file.file_name, choice.all_file_names(colour, month))
         context.log.info(
             f"{result.table} {month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
             f"{result.month_rows:,} for the month, {result.table_rows:,} in all"

@@ -26,7 +26,7 @@ def build_main_table_check(colour: Colour) -> dg.AssetChecksDefinition:
         file = choice.locate(colour, month)
         stored = target.store().stat(file.object_key)
         source_rows = int(stored.metadata["rows"]) if stored else None
-        stats = target.warehouse().month_stats(colour, month, choice.all_file_names(colour, month))
+        stats = target.warehouse(context.log.info).month_stats(colour, month, choice.all_file_names(colour, month))
         return dg.AssetCheckResult(
             passed=stats.rows == source_rows and stats.distinct_ids == stats.rows,
             metadata={

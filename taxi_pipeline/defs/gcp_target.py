@@ -6,7 +6,7 @@ Its own module so that the embedded default never imports the Google client libr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 from dagster_gcp import BigQueryResource, GCSResource
@@ -14,6 +14,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from taxi_pipeline.defs.resources import TargetResource
+from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.warehouses.bigquery_warehouse import BigQueryWarehouse
 from taxi_pipeline.lib.stores.gcs import GcsObjectStore
 from taxi_pipeline.lib.stores.base import ObjectStore
@@ -61,5 +62,12 @@ class GcpTarget(TargetResource):
     def store(self) -> ObjectStore:
         return GcsObjectStore(self.gcs.get_client(), self.bucket, self.bigquery.location)
 
-    def warehouse(self) -> Warehouse:
+    def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
         return BigQueryWarehouse(self.bigquery.get_client, self.bigquery.project, self.dataset, self.bigquery.location)
+
+    @classmethod
+    def pools(cls, colour: Colour) -> dict[str, str | None]:
+        # BigQuery runs one DML statement per table at a time: only a colour's merges wait for
+        # each other. Staging writes the month's own table (a load job and a CREATE TABLE AS), so
+        # it needs no slot, and the two colours' merges never wait for each other.
+        return {"staging": None, "merge": f"bigquery_{colour.main_table}"}

@@ -6,11 +6,14 @@ come from the environment is a `dg.EnvVar`, so the UI shows where it came from.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 import dagster as dg
 
+from taxi_pipeline.defs.deployment import check_single_host_target
+from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources import SourceChoice
 from taxi_pipeline.lib.sources.http import RetrySettings
 from taxi_pipeline.lib.sources.release import DEFAULT_BASE_URL, ReleaseSource
@@ -19,6 +22,9 @@ from taxi_pipeline.lib.stores.base import ObjectStore
 from taxi_pipeline.lib.stores.local import LocalObjectStore
 from taxi_pipeline.lib.warehouses.base import Warehouse
 from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
+
+
+WAREHOUSE_POOL = "warehouse"
 
 
 class SourceResource(dg.ConfigurableResource):
@@ -46,10 +52,20 @@ class TargetResource(dg.ConfigurableResource):
     store_kind: ClassVar[str]
     warehouse_kind: ClassVar[str]
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Before any step writes: the embedded target cannot run where each run gets its own host.
+        check_single_host_target(context.instance, self.warehouse_kind)
+
     def store(self) -> ObjectStore:
         raise NotImplementedError
 
-    def warehouse(self) -> Warehouse:
+    def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
+        """`log` gets what a user should see while the warehouse waits (the run's log)."""
+        raise NotImplementedError
+
+    @classmethod
+    def pools(cls, colour: Colour) -> dict[str, str | None]:
+        """The Dagster pool of each warehouse step ("staging", "merge"), or None for no pool."""
         raise NotImplementedError
 
 
@@ -67,11 +83,17 @@ class LocalTarget(TargetResource):
     def store(self) -> ObjectStore:
         return LocalObjectStore(Path(self.home) / "bucket")
 
-    def warehouse(self) -> Warehouse:
+    def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
         return DuckDBWarehouse(
             Path(self.home) / "warehouse.duckdb", self.dataset,
-            memory_limit=self.memory_limit, threads=self.threads,
+            memory_limit=self.memory_limit, threads=self.threads, log=log,
         )
+
+    @classmethod
+    def pools(cls, colour: Colour) -> dict[str, str | None]:
+        # One DuckDB file takes one writing process: every step that writes it, of any colour,
+        # shares the one slot of the `warehouse` pool.
+        return {"staging": WAREHOUSE_POOL, "merge": WAREHOUSE_POOL}
 
 
 def _env(name: str, default: str | None) -> str | None:

@@ -19,6 +19,7 @@ from taxi_pipeline.lib.identifiers import validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult
+from taxi_pipeline.lib.warehouses.shape import check_main_table
 
 log = logging.getLogger(__name__)
 ClientFactory = Callable[[], contextlib.AbstractContextManager[bigquery.Client]]
@@ -46,6 +47,7 @@ class BigQueryWarehouse:
         params = self._month_params(month, raw.file_name)
         with self._client() as client:
             self._ensure_dataset(client)
+            check_main_table(client, self.dataset, colour, project=self.project)  # another shape: touch nothing
             self._load(client, colour, raw, loaded)
             try:
                 if raw.format == "parquet":
@@ -101,6 +103,7 @@ class BigQueryWarehouse:
         return {month: count for month, count in rows if count}
 
     def _ensure_main_table(self, client: bigquery.Client, colour: Colour) -> None:
+        check_main_table(client, self.dataset, colour, project=self.project)  # another shape: touch nothing
         self._query(client, sql.create_main_table(self.project, self.dataset, colour))
         # Columns the TLC added later go into an older table in place (NULL for its months).
         for column in colour.columns:

@@ -9,7 +9,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -20,8 +20,11 @@ from taxi_pipeline.lib.identifiers import validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult, WarehouseBusyError
+from taxi_pipeline.lib.warehouses.lock_wait import is_lock_conflict, lock_wait_message
+from taxi_pipeline.lib.warehouses.shape import check_main_table
 
-log = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)
+_LOCK_LOG_EVERY_S = 30.0
 _CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _FILE_MONTH = re.compile(r"_(\d{4}-\d{2})\.")
 _FIELD_COUNT = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
@@ -34,18 +37,20 @@ class DuckDBWarehouse:
     publishes it, and the main table is a view over the month tables (see `duckdb_sql`).
 
     DuckDB locks the file for a single writing process; a run that finds it locked waits with
-    backoff (up to `lock_timeout_s`) rather than failing a backfill.
+    backoff (up to `lock_timeout_s`) rather than failing a backfill, and says in `log` (the run's
+    log) who holds the file and for how long it has waited.
     """
 
     def __init__(
         self, path: str | Path, dataset: str, *, memory_limit: str = "500MB", threads: int = 2,
-        lock_timeout_s: float = 900.0,
+        lock_timeout_s: float = 900.0, log: Callable[[str], None] | None = None,
     ):
         self.path = Path(path)
         self.dataset = validate_identifier("dataset", dataset)
         self.memory_limit = memory_limit
         self.threads = threads
         self.lock_timeout_s = lock_timeout_s
+        self.log = log or _logger.info
 
     def table_name(self, table: str) -> str:
         return f"{self.dataset}.{validate_identifier('table', table)}"
@@ -64,6 +69,7 @@ class DuckDBWarehouse:
         fingerprint = _fingerprint(raw.md5, raw.file_name, [create, number]) if raw.md5 else None
         with self.connect() as con:
             con.execute(sql.create_schema(self.dataset))
+            check_main_table(con, self.dataset, colour)  # a table of another shape: touch nothing
             if fingerprint is not None:
                 for name in (published, staged):
                     if self._comment(con, name) != fingerprint:
@@ -189,6 +195,7 @@ class DuckDBWarehouse:
         """The main view, made if missing; a main table of the earlier layout (every month in
         one table, each month also kept in its staging table) is converted in place, once."""
         con.execute(sql.create_schema(self.dataset))
+        check_main_table(con, self.dataset, colour)  # a table of another shape: touch nothing
         kind = self._relation_type(con, colour.main_table)
         if kind == "VIEW":
             return
@@ -199,7 +206,7 @@ class DuckDBWarehouse:
 
     def _convert_legacy_table(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
         legacy = f"{colour.main_table}__legacy"
-        log.warning("converting %s to one table per month (once; keeps every row)", self.table_name(colour.main_table))
+        self.log(f"converting {self.table_name(colour.main_table)} to one table per month (once; keeps every row)")
         con.execute("BEGIN TRANSACTION")
         # The earlier layout's staging tables hold second copies of months, under the names the
         # month tables take now: the main table's rows are the ones that count.
@@ -236,15 +243,20 @@ class DuckDBWarehouse:
             con.close()
 
     def _connect_waiting_for_lock(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.1
+        started = time.monotonic()
+        delay, next_log = 0.1, started
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                waited = time.monotonic() - started
+                if not is_lock_conflict(str(exc)):
                     raise
-                log.info("warehouse %s is locked by another run; waiting %.1f s", self.path, delay)
+                if waited > self.lock_timeout_s:
+                    raise TimeoutError(lock_wait_message(self.path, str(exc), waited, gave_up=True)) from exc
+                if time.monotonic() >= next_log:  # the first wait, then every 30 s: not a line per retry
+                    self.log(lock_wait_message(self.path, str(exc), waited, timeout_s=self.lock_timeout_s))
+                    next_log = time.monotonic() + _LOCK_LOG_EVERY_S
                 time.sleep(random.uniform(delay / 2, delay))
                 delay = min(delay * 2, 5.0)
 

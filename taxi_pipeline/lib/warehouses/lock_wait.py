@@ -19,8 +19,8 @@ from pathlib import Path
 _CONFLICT = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 _COMMAND_CHARS = 100
 HINT = (
-    "if it is a DuckDB CLI or a notebook, close it or detach the file; to read while loading, "
-    "use `python -m taxi_pipeline counts` or a snapshot copy (see docs/operating.md)"
+    "if it is a DuckDB CLI or a notebook, close it; to read while loading, use "
+    "`python -m taxi_pipeline counts` or a snapshot copy (see docs/operating.md)"
 )
 
 
@@ -34,6 +34,8 @@ class LockHolder:
         if self.pid is None:
             return "another process"
         shown = self.command or self.program or "unknown program"
+        if len(shown) > _COMMAND_CHARS:
+            shown = shown[: _COMMAND_CHARS - 3] + "..."
         return f"PID {self.pid} ({shown})"
 
     @property
@@ -57,15 +59,32 @@ def lock_holder(error_text: str) -> LockHolder | None:
     return LockHolder(pid, found["program"], _command_line(pid))
 
 
-def lock_wait_message(path: str | Path, error_text: str, waited_s: float, *, gave_up: bool = False) -> str:
+def lock_wait_message(
+    path: str | Path, error_text: str, waited_s: float, *,
+    timeout_s: float | None = None, gave_up: bool = False,
+) -> str:
     """One log line: the file, its holder, how long this process has waited, and what to do."""
+    if gave_up:
+        state = f"gave up after {waited_s:.0f} s"
+    else:
+        state = f"waiting, {waited_s:.0f} s so far"
+        if timeout_s:
+            state += f" (gives up after {timeout_s:.0f} s)"
+    return _message(path, error_text, state)
+
+
+def locked_message(path: str | Path, error_text: str) -> str:
+    """The same for a command that does not wait (an operator is at the terminal)."""
+    return _message(path, error_text, None)
+
+
+def _message(path: str | Path, error_text: str, state: str | None) -> str:
     holder = lock_holder(error_text) or LockHolder(None, None, None)
-    state = f"gave up after {waited_s:.0f} s" if gave_up else f"waiting, {waited_s:.0f} s so far"
     if holder.is_pipeline_run:
         advice = "it is another run's warehouse step, which lets go when it ends"
     else:
         advice = HINT
-    return f"warehouse {path} is locked by {holder.describe()}: {state}; {advice}"
+    return f"warehouse {path} is locked by {holder.describe()}{f': {state}' if state else ''}; {advice}"
 
 
 def _command_line(pid: int) -> str | None:
@@ -74,6 +93,4 @@ def _command_line(pid: int) -> str | None:
     except OSError:  # not Linux, or the holder has just exited
         return None
     command = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
-    if len(command) > _COMMAND_CHARS:
-        command = command[: _COMMAND_CHARS - 3] + "..."
     return command or None

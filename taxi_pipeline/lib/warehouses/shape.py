@@ -48,7 +48,9 @@ class ShapeReport:
         return _normal(self.live.columns.get("unique_row_id", "")) in {"BYTES", "BLOB"}
 
 
-def expected_columns(colour: Colour, types: dict[LogicalType, str], *, trailing: dict[str, str] | None = None) -> dict[str, str]:
+def expected_columns(
+    colour: Colour, types: dict[LogicalType, str], *, trailing: dict[str, str] | None = None,
+) -> dict[str, str]:
     """`unique_row_id`, `filename`, the colour's columns in `types`' dialect, then `trailing` ones."""
     columns = {"unique_row_id": types[LogicalType.STRING], "filename": types[LogicalType.STRING]}
     columns.update({c.name: types[c.type] for c in colour.columns})
@@ -92,20 +94,25 @@ def _layout_differences(live: Shape, expected: Shape) -> list[str]:
 
 def foreign_table_message(colour: Colour, report: ShapeReport) -> str:
     """Names the table, what differs, and the two ways out."""
-    lines = [f"{report.table} is not this project's {colour.name} main table, so nothing was written to it:"]
+    first = f"{report.table} is not this project's {colour.name} main table, so nothing was written to it:"
+    lines = [first]
     lines += [f"  - {difference}" for difference in report.differences]
     if report.looks_like_kestra:
         lines.append("It looks like the table the course's Kestra flow made (its ids are 16-byte MD5s).")
     lines += [
         "Two ways out:",
-        f"  1. keep its rows: `{ADOPT_COMMAND.format(colour=colour.name)}` converts it in place to this "
-        "project's layout; the next load of each month then replaces that month's rows with this project's;",
-        "  2. or leave it as it is: set TAXI_DATASET to another dataset, where the pipeline creates its own tables.",
+        (f"  1. keep its rows: `{ADOPT_COMMAND.format(colour=colour.name)}` converts it in place to "
+         "this project's layout; the next load of each month then replaces that month's rows "
+         "with this project's;"),
+        ("  2. or leave it as it is: set TAXI_DATASET to another dataset, where the pipeline "
+         "creates its own tables."),
     ]
     return "\n".join(lines)
 
 
-def check_main_table(con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None) -> tuple[Column, ...]:
+def check_main_table(
+    con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None,
+) -> tuple[Column, ...]:
     """Raises `ForeignTableError` if the colour's main table exists and is not this project's.
 
     `con_or_client` is a DuckDB connection or a `google.cloud.bigquery.Client` (whose project is
@@ -120,13 +127,15 @@ def check_main_table(con_or_client: Any, dataset: str, colour: Colour, *, projec
     return report.to_add
 
 
-def main_table_report(con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None) -> ShapeReport | None:
+def main_table_report(
+    con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None,
+) -> ShapeReport | None:
     """The live main table compared with this project's shape, or None if it does not exist."""
     if isinstance(con_or_client, duckdb.DuckDBPyConnection):
         from taxi_pipeline.lib.warehouses import duckdb_admin
 
         return duckdb_admin.main_table_report(con_or_client, dataset, colour)
-    # Imported here: the Google client libraries are slow to import and the embedded default never needs them.
+    # Imported here: the Google libraries are slow to import, and the embedded default never needs them.
     from taxi_pipeline.lib.warehouses import bigquery_admin
 
     return bigquery_admin.main_table_report(con_or_client, project or con_or_client.project, dataset, colour)
@@ -135,3 +144,65 @@ def main_table_report(con_or_client: Any, dataset: str, colour: Colour, *, proje
 def _normal(kind: str) -> str:
     """`DECIMAL(38, 9)` and `decimal(38,9)` are the same type."""
     return "".join(kind.split()).upper()
+
+
+# What `adopt` shares across dialects: which column comes from where, and what it reports.
+
+
+class AdoptError(RuntimeError):
+    """`adopt` cannot convert the table without losing something; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How one column of this project's layout is filled from the live table."""
+
+    column: str
+    kind: str  # this project's type
+    source: str | None  # the live column, as the table spells it; None: the column is new
+    source_kind: str | None
+
+    def describe(self) -> str | None:
+        if self.source is None:
+            return f"{self.column}: added, {self.kind}, NULL in the adopted rows"
+        if _normal(self.source_kind or "") == _normal(self.kind):
+            return None
+        if self.column == "unique_row_id":
+            return f"{self.column}: {self.source_kind} -> {self.kind} (the same MD5, in lower-case hex)"
+        return f"{self.column}: {self.source_kind} -> {self.kind}"
+
+
+def plan_conversions(
+    report: ShapeReport, expected: Shape, *, derived: tuple[str, ...] = (),
+) -> list[Conversion]:
+    """One conversion per column of `expected`, or `AdoptError` if a value would be lost.
+
+    `derived` columns are computed from others by the dialect (BigQuery's `file_month`), so they
+    need no source column.
+    """
+    live = {name.lower(): (name, kind) for name, kind in report.live.columns.items()}
+    expected_names = {name.lower() for name in expected.columns}
+    problems = [f"column {name} {kind} has no place in this project's layout"
+                for key, (name, kind) in live.items() if key not in expected_names]
+    problems += [f"column {name} is missing" for name in ("unique_row_id", "filename") if name not in live]
+    if problems:
+        raise AdoptError(
+            f"{report.table} cannot be adopted without losing data: " + "; ".join(problems)
+            + ". Move those values elsewhere first, or set TAXI_DATASET to another dataset."
+        )
+    return [
+        Conversion(name, kind, *(live.get(name.lower()) or (None, None)))
+        for name, kind in expected.columns.items() if name not in derived
+    ]
+
+
+@dataclass(frozen=True)
+class AdoptResult:
+    table: str
+    files: tuple[tuple[str, int], ...]  # rows per `filename`, equal before and after
+    changes: tuple[str, ...]  # what was converted; empty if the table was already this project's
+    backup: str | None = None  # the old table, where it was kept
+
+    @property
+    def rows(self) -> int:
+        return sum(count for _, count in self.files)

@@ -1,0 +1,52 @@
+"""`adopt <colour>`: converts a main table of another shape (the course's Kestra table) into this
+project's layout in place, keeping every row."""
+
+from __future__ import annotations
+
+import argparse
+
+from taxi_pipeline.cli.site import open_site
+from taxi_pipeline.lib.colours import COLOURS
+
+HELP = "convert a main table of another shape (the course's Kestra table), keeping every row"
+DESCRIPTION = """Converts <colour>_tripdata in TAXI_DATASET, on the target TAXI_TARGET selects, to this
+project's layout, keeping every row and value:
+
+  - unique_row_id: Kestra's 16-byte MD5 (BYTES / BLOB) becomes the same MD5 as 32 lower-case hex digits;
+  - every column is cast to this project's type; columns the table lacks are added, NULL;
+  - on BigQuery, file_month is derived from filename (green_tripdata_2020-04.csv -> 2020-04-01) and
+    the table is partitioned by file_month and clustered by unique_row_id. BigQuery cannot change
+    partitioning in place, so the table is rebuilt beside the old one, checked (rows per file), and
+    swapped in by renaming; the old table is kept as <colour>_tripdata__backup until the new one
+    is verified (with --keep-backup, afterwards too).
+
+The rows keep their Kestra ids, which never equal this project's: the next load of each month
+deletes that month's adopted rows and inserts the month anew, exactly once each. A table that is
+already this project's is left as it is. Stop the colour's schedules and runs while adopting."""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("adopt", help=HELP, description=DESCRIPTION,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("colour", choices=list(COLOURS), help="the colour whose main table to convert")
+    parser.add_argument("--keep-backup", action="store_true",
+                        help="BigQuery: keep the old table as <colour>_tripdata__backup afterwards")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_site() as site:
+        result = site.adopt(COLOURS[args.colour], args.keep_backup)
+    if not result.changes:
+        print(f"{result.table} is already this project's layout: nothing to do ({result.rows:,} rows)")
+        return 0
+    print(f"adopted {result.table} ({site.warehouse_label}):")
+    for change in result.changes:
+        print(f"  {change}")
+    print(f"kept every row: {result.rows:,} rows in {len(result.files)} files, the same per file as before:")
+    for filename, count in result.files:
+        print(f"  {filename:<32} {count:>12,} rows")
+    if result.backup:
+        print(f"the table as it was is kept as {result.backup}")
+    print("the next load of each of these months replaces its rows with this project's")
+    return 0

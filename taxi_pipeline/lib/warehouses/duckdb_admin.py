@@ -1,0 +1,239 @@
+"""Operators' work on the embedded warehouse, which the pipeline itself never does: read the main
+table's shape, count, list and drop tables, adopt a main table of another shape.
+
+Identifiers are validated and quoted; values are bound. Functions take an open connection, so the
+same code serves a connection of the warehouse (the shape check) and one of the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.warehouses.duckdb_sql import TYPES
+from taxi_pipeline.lib.warehouses.lock_wait import is_lock_conflict, locked_message
+from taxi_pipeline.lib.warehouses.shape import (
+    AdoptError,
+    AdoptResult,
+    Conversion,
+    Shape,
+    ShapeReport,
+    compare,
+    expected_columns,
+    plan_conversions,
+)
+
+ADOPTING_SUFFIX = "__adopting"
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process holds the DuckDB file; the message names it."""
+
+
+def _q(name: str) -> str:
+    return '"' + validate_identifier("identifier", name) + '"'
+
+
+def _table(dataset: str, name: str) -> str:
+    return f"{_q(dataset)}.{_q(name)}"
+
+
+def expected_shape(colour: Colour) -> Shape:
+    return Shape(expected_columns(colour, TYPES))
+
+
+def main_table_report(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> ShapeReport | None:
+    """The live main table against this project's shape; None if there is no such table."""
+    live = table_columns(con, dataset, colour.main_table)
+    if not live:
+        return None
+    table = f"{dataset}.{colour.main_table}"
+    return compare(table, colour, Shape(live), expected_shape(colour), layout=False)
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> dict[str, str]:
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = $dataset AND table_name = $name ORDER BY ordinal_position",
+        {"dataset": dataset, "name": name},
+    ).fetchall()
+    return dict(rows)
+
+
+def relations(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str]:
+    """Table name -> 'table' or 'view' (the main table is a view over the month tables)."""
+    rows = con.execute(
+        "SELECT table_name, CASE table_type WHEN 'VIEW' THEN 'view' ELSE 'table' END "
+        "FROM information_schema.tables WHERE table_schema = $dataset ORDER BY table_name",
+        {"dataset": dataset},
+    ).fetchall()
+    return dict(rows)
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> int:
+    [(rows,)] = con.execute(f"SELECT count(*) FROM {_table(dataset, name)}").fetchall()
+    return rows
+
+
+def table_bytes(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> int:
+    """Bytes of the file's blocks the table uses (DuckDB keeps no per-table size; this is close)."""
+    [(blocks,)] = con.execute(
+        "SELECT count(DISTINCT block) FROM (SELECT unnest(list_prepend(block_id, additional_block_ids)) "
+        "AS block FROM pragma_storage_info($name)) WHERE block >= 0",
+        {"name": f"{_q(dataset)}.{_q(name)}"},
+    ).fetchall()
+    [(block_size,)] = con.execute("SELECT block_size FROM pragma_database_size() LIMIT 1").fetchall()
+    return blocks * block_size
+
+
+def file_counts(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> list[tuple[str, int, int]]:
+    """Rows and distinct ids per `filename`: what `counts` prints."""
+    return con.execute(
+        f"SELECT filename, count(*), count(DISTINCT unique_row_id) FROM {_table(dataset, name)} "
+        "GROUP BY ALL ORDER BY filename"
+    ).fetchall()
+
+
+def drop_relations(con: duckdb.DuckDBPyConnection, dataset: str, names: list[str]) -> None:
+    """Tables and views, all or none: one transaction."""
+    kinds = relations(con, dataset)
+    con.execute("BEGIN TRANSACTION")
+    for name in names:
+        if name in kinds:
+            con.execute(f"DROP {'VIEW' if kinds[name] == 'view' else 'TABLE'} {_table(dataset, name)}")
+    con.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def connect(path: Path, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection, or `WarehouseLockedError` naming the holder at once (an operator is waiting)."""
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if not is_lock_conflict(str(exc)):
+            raise
+        raise WarehouseLockedError(locked_message(path, str(exc))) from exc
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, str | None]]:
+    """A read-only connection and None; or, while a writer holds the file, one to a copy of it and
+    a note saying so. DuckDB lets no other process open a file a writer holds, not even to read."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as exc:
+        if not is_lock_conflict(str(exc)):
+            raise
+        note = locked_message(path, str(exc))
+    else:
+        with contextlib.closing(con):
+            yield con, None
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="taxi-snapshot-") as tmp,
+        contextlib.closing(_open_snapshot(path, Path(tmp))) as copy,
+    ):
+        yield copy, f"{note}\nread from a copy of the file taken at {dt.datetime.now():%H:%M:%S}"
+
+
+def _open_snapshot(path: Path, folder: Path, attempts: int = 3) -> duckdb.DuckDBPyConnection:
+    """Copies the file and its write-ahead log, and opens the copy read-only; a copy taken during
+    the writer's checkpoint may not open, so it is taken again."""
+    copy = folder / path.name
+    for attempt in range(1, attempts + 1):
+        shutil.copyfile(path, copy)
+        wal = path.with_name(path.name + ".wal")
+        with contextlib.suppress(FileNotFoundError):
+            shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+        try:
+            return duckdb.connect(str(copy), read_only=True)
+        except duckdb.Error:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def adopt(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> AdoptResult:
+    """Converts the colour's main table in place to this project's layout, keeping every row, in
+    one transaction: a failure anywhere leaves the table as it was."""
+    report = main_table_report(con, dataset, colour)
+    if report is None:
+        raise AdoptError(f"there is no table {dataset}.{colour.main_table}: nothing to adopt")
+    if report.is_ours:
+        return AdoptResult(report.table, _rows_per_file(con, dataset, colour.main_table), ())
+    conversions = plan_conversions(report, expected_shape(colour))
+    _refuse_rows_without_id_or_filename(con, dataset, colour.main_table, report.table)
+    before = _rows_per_file(con, dataset, colour.main_table)
+    adopting = colour.main_table + ADOPTING_SUFFIX
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DROP TABLE IF EXISTS {_table(dataset, adopting)}")
+        con.execute(create_table(dataset, colour, adopting))
+        con.execute(insert_converted(dataset, colour.main_table, adopting, conversions))
+        after = _rows_per_file(con, dataset, adopting)
+        if after != before:
+            raise AdoptError(f"{report.table}: the converted rows per file {after} differ from {before}")
+        con.execute(f"DROP TABLE {_table(dataset, colour.main_table)}")
+        con.execute(f"ALTER TABLE {_table(dataset, adopting)} RENAME TO {_q(colour.main_table)}")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return AdoptResult(report.table, after, tuple(filter(None, (c.describe() for c in conversions))))
+
+
+def create_table(dataset: str, colour: Colour, name: str) -> str:
+    """This project's main-table layout under another name (the warehouse's DDL names the main table)."""
+    columns = expected_shape(colour).columns
+    required = {"unique_row_id", "filename"}
+    spec = ", ".join(f"{_q(n)} {kind}{' NOT NULL' if n in required else ''}" for n, kind in columns.items())
+    return f"CREATE TABLE {_table(dataset, name)} ({spec})"
+
+
+def insert_converted(dataset: str, source: str, target: str, conversions: list[Conversion]) -> str:
+    values = ", ".join(_converted(c) for c in conversions)
+    names = ", ".join(_q(c.column) for c in conversions)
+    return f"INSERT INTO {_table(dataset, target)} ({names}) SELECT {values} FROM {_table(dataset, source)}"
+
+
+def _converted(c: Conversion) -> str:
+    if c.source is None:
+        return f"CAST(NULL AS {c.kind})"
+    if c.column == "unique_row_id":
+        # Kestra's ids are the 16 bytes of an MD5; this project's are its 32 lower-case hex digits.
+        if c.source_kind == "BLOB":
+            return f"lower(hex({_q(c.source)}))"
+        if c.source_kind == "VARCHAR":
+            return f"lower({_q(c.source)})"
+        raise AdoptError(f"unique_row_id is {c.source_kind}: adopt converts BLOB or VARCHAR ids only")
+    return f"CAST({_q(c.source)} AS {c.kind})"
+
+
+def _rows_per_file(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> tuple[tuple[str, int], ...]:
+    return tuple(con.execute(
+        f"SELECT filename, count(*) FROM {_table(dataset, name)} GROUP BY ALL ORDER BY filename"
+    ).fetchall())
+
+
+def _refuse_rows_without_id_or_filename(con: duckdb.DuckDBPyConnection, dataset: str, name: str, shown: str):
+    [(no_id, no_file)] = con.execute(
+        "SELECT count(*) FILTER (WHERE unique_row_id IS NULL), count(*) FILTER (WHERE filename IS NULL) "
+        f"FROM {_table(dataset, name)}"
+    ).fetchall()
+    if no_id or no_file:
+        raise AdoptError(
+            f"{shown} has {no_id:,} rows without unique_row_id and {no_file:,} without filename "
+            "(the Kestra flow before its 2024-12 fix made such rows); delete or fix them, then adopt again"
+        )
