@@ -22,7 +22,11 @@ class Measurement:
 
 def _tree_rss(proc: psutil.Process) -> int:
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    try:
+        children = proc.children(recursive=True)
+    except psutil.Error:  # a child exited while psutil walked the tree: count what is left
+        children = []
+    for p in [proc, *children]:
         try:
             total += p.memory_info().rss
         except psutil.Error:

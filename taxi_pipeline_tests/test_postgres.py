@@ -142,7 +142,8 @@ def test_init_instance_migrates_a_fresh_database_and_a_month_loads_through_the_c
     assert instance.query("SELECT version_num FROM alembic_version") == [(schema[0][1],)]
     # The pool's limit is set explicitly, so no run creates it on first use (dagster#33552).
     limits = instance.query('SELECT concurrency_key, "limit", using_default_limit FROM concurrency_limits')
-    assert limits == [("warehouse", 1, False)]
+    assert sorted(limits) == [("bigquery_green_tripdata", 1, False), ("bigquery_yellow_tripdata", 1, False),
+                              ("warehouse", 1, False)]
 
     finish(instance.execute_month("2020-04-01"))
 
@@ -398,6 +399,19 @@ def test_every_deploy_file_has_the_same_queue_and_pools_as_the_laptop_instance()
     assert postgres["pools"]["default_limit"] == laptop["pools"]["default_limit"]
     for limit in laptop["runs"]["tag_concurrency_limits"]:
         assert limit in postgres["runs"]["tag_concurrency_limits"]
+
+
+def test_init_instance_sets_the_limit_of_every_pool_the_code_uses():
+    """A pool left to the default limit is created by its first run, racily on Postgres (#33552)."""
+    from taxi_pipeline.defs.gcp_target import GcpTarget
+    from taxi_pipeline.defs.resources import LocalTarget
+    from taxi_pipeline.lib.colours import COLOURS
+
+    used = {pool for target in (LocalTarget, GcpTarget) for colour in COLOURS.values()
+            for pool in target.pools(colour).values() if pool}
+    default = re.search(r"TAXI_POOL_LIMITS:-([^}]*)\}", (DEPLOY / "init-instance").read_text())[1]
+    assert {pair.split("=")[0] for pair in default.split()} == used == {
+        "warehouse", "bigquery_green_tripdata", "bigquery_yellow_tripdata"}
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 
 from taxi_pipeline.lib.colours import Colour, Column, LogicalType
 
@@ -131,14 +130,15 @@ def main_table_report(
     con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None,
 ) -> ShapeReport | None:
     """The live main table compared with this project's shape, or None if it does not exist."""
-    if isinstance(con_or_client, duckdb.DuckDBPyConnection):
-        from taxi_pipeline.lib.warehouses import duckdb_admin
+    if type(con_or_client).__module__.startswith("google.cloud.bigquery"):
+        # Imported here: the Google libraries are slow to import, and the embedded default never needs them.
+        from taxi_pipeline.lib.warehouses import bigquery_admin
 
-        return duckdb_admin.main_table_report(con_or_client, dataset, colour)
-    # Imported here: the Google libraries are slow to import, and the embedded default never needs them.
-    from taxi_pipeline.lib.warehouses import bigquery_admin
+        return bigquery_admin.main_table_report(con_or_client, project or con_or_client.project, dataset, colour)
+    # A DuckDB connection, or anything that executes DuckDB SQL like one (a wrapper in a test).
+    from taxi_pipeline.lib.warehouses import duckdb_admin
 
-    return bigquery_admin.main_table_report(con_or_client, project or con_or_client.project, dataset, colour)
+    return duckdb_admin.main_table_report(con_or_client, dataset, colour)
 
 
 def _normal(kind: str) -> str:
