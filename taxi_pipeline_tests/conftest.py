@@ -64,3 +64,17 @@ def gcp_emulators(tmp_path_factory):
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+@pytest.fixture
+def bq(gcp_emulators):
+    """The real BigQuery client, against the emulator."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    from taxi_pipeline_tests.emulators import PROJECT
+
+    client = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(),
+                             client_options={"api_endpoint": gcp_emulators["BIGQUERY_EMULATOR_HOST"]})
+    yield client
+    client.close()

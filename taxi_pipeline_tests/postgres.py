@@ -25,6 +25,8 @@ from pathlib import Path
 
 import psycopg2
 
+from taxi_pipeline_tests.servers import stop_process_group
+
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 USER = "dagster"
@@ -166,19 +168,5 @@ def service(args: list[str], env: dict[str, str], log: Path, ready_url: str | No
                     time.sleep(0.5)
             yield proc
         finally:
-            _stop_group(proc)
+            stop_process_group(proc)
 
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait_s)
-        except subprocess.TimeoutExpired:
-            continue
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
-        return

@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
+import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,3 +58,20 @@ def serve_folder(root: Path) -> Iterator[MirrorServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the whole group a server was started in (server, code servers), then SIGKILL
+    what is left: the code that started a server stops it, by process id, even on failure."""
+    for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
+        return

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN, YELLOW
-from taxi_pipeline_tests.servers import serve_folder
+from taxi_pipeline_tests.servers import serve_folder, stop_process_group
 from taxi_pipeline_tests.support import MIRROR, TLC, query, read_csv_gz, write_csv_gz
 
 pytestmark = pytest.mark.e2e
@@ -118,22 +117,6 @@ BACKFILL = """query Backfill($backfillId: String!) { partitionBackfillOrError(ba
   ... on PartitionBackfill { status isAssetBackfill numPartitions } } }"""
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the whole group (server, code server), then SIGKILL what is left."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _free_port() -> int:
     import socket
 
@@ -175,7 +158,7 @@ def stack(tmp_path_factory):
             yield Stack(url, env, root / "taxi", rows, root / "mirror")
         finally:
             for proc in procs:
-                _stop(proc)
+                stop_process_group(proc)
             for log in logs.values():
                 log.close()
             ARTIFACTS.mkdir(exist_ok=True)

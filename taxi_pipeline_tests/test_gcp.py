@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 from dagster_gcp import GCSResource
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
 from taxi_pipeline.defs.gcp_target import GcpTarget, TaxiBigQueryResource
@@ -55,14 +54,6 @@ ROOT = Path(__file__).parents[1]
 def names():
     suffix = uuid.uuid4().hex[:8]
     return {"bucket": f"taxi-{suffix}", "dataset": f"zoomcamp_{suffix}"}
-
-
-@pytest.fixture
-def bq(gcp_emulators):
-    client = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(),
-                             client_options={"api_endpoint": gcp_emulators["BIGQUERY_EMULATOR_HOST"]})
-    yield client
-    client.close()
 
 
 def gcp_resources(base_url: str, bucket: str, dataset: str, tlc_url: str | None = None, mode: str = "auto") -> dict:

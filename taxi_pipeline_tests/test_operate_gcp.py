@@ -14,7 +14,6 @@ import gzip
 import uuid
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
 from taxi_pipeline.lib.colours import GREEN
@@ -31,14 +30,6 @@ KESTRA_GREEN_COLUMNS = (
     "ehail_fee NUMERIC, improvement_surcharge NUMERIC, total_amount NUMERIC, payment_type INTEGER, "
     "trip_type STRING, congestion_surcharge NUMERIC"
 )
-
-
-@pytest.fixture
-def bq(gcp_emulators):
-    client = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(),
-                             client_options={"api_endpoint": gcp_emulators["BIGQUERY_EMULATOR_HOST"]})
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -88,56 +88,57 @@ def test_the_cron_can_be_overridden_for_tests():
     assert schedule.cron_schedule == "* * * * *"
 
 
-def test_a_loaded_month_is_not_launched_again(tmp_path):
-    mirror = copy_mirror(tmp_path / "mirror")
-    resources = make_resources(tmp_path / "home", mirror.as_uri())
-    job = build_colour_job(GREEN)
-    schedule = build_colour_schedule(GREEN, job)
-    definitions = dg.Definitions(
-        assets=build_colour_assets(GREEN, LocalTarget), jobs=[job], schedules=[schedule], resources=resources,
-    )
-    when = dt.datetime(2020, 11, 1, 9, tzinfo=dt.UTC)
-    with dg.instance_for_test() as instance:
-        def tick():
-            context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources,
-                                                repository_def=definitions.get_repository_def())
-            return schedule.evaluate_tick(context)
+class _TickingSchedule:
+    """The green schedule with its job and assets, ticking at 2020-11-01 09:00 UTC against a real
+    instance, and running what it requests."""
 
-        [request] = tick().run_requests
-        assert request.partition_key == "2020-10-01"
-        result = definitions.resolve_job_def("green_taxi_job").execute_in_process(
-            partition_key="2020-10-01", instance=instance, tags=request.tags,
+    def __init__(self, resources: dict, instance: dg.DagsterInstance):
+        self.resources, self.instance = resources, instance
+        job = build_colour_job(GREEN)
+        self.schedule = build_colour_schedule(GREEN, job)
+        self.definitions = dg.Definitions(
+            assets=build_colour_assets(GREEN, LocalTarget), jobs=[job], schedules=[self.schedule], resources=resources,
+        )
+
+    def tick(self) -> dg.ScheduleExecutionData:
+        context = dg.build_schedule_context(
+            instance=self.instance, scheduled_execution_time=dt.datetime(2020, 11, 1, 9, tzinfo=dt.UTC),
+            resources=self.resources, repository_def=self.definitions.get_repository_def(),
+        )
+        return self.schedule.evaluate_tick(context)
+
+    def run(self, request: dg.RunRequest) -> None:
+        result = self.definitions.resolve_job_def("green_taxi_job").execute_in_process(
+            partition_key=request.partition_key, instance=self.instance, tags=request.tags,
         )
         assert result.success
-        again = tick()
+
+
+def test_a_loaded_month_is_not_launched_again(tmp_path):
+    resources = make_resources(tmp_path / "home", copy_mirror(tmp_path / "mirror").as_uri())
+    with dg.instance_for_test() as instance:
+        schedule = _TickingSchedule(resources, instance)
+        [request] = schedule.tick().run_requests
+        assert request.partition_key == "2020-10-01"
+        schedule.run(request)
+        again = schedule.tick()
         assert not again.run_requests and "green_tripdata_2020-10" not in again.skip_message
 
 
 def test_a_month_deleted_by_hand_is_launched_again_by_the_next_tick(tmp_path):
     """The warehouse, not Dagster's records, says what is loaded."""
-    mirror = copy_mirror(tmp_path / "mirror")
     home = tmp_path / "home"
-    resources = make_resources(home, mirror.as_uri())
-    job = build_colour_job(GREEN)
-    schedule = build_colour_schedule(GREEN, job)
-    definitions = dg.Definitions(
-        assets=build_colour_assets(GREEN, LocalTarget), jobs=[job], schedules=[schedule], resources=resources,
-    )
-    when = dt.datetime(2020, 11, 1, 9, tzinfo=dt.UTC)
+    resources = make_resources(home, copy_mirror(tmp_path / "mirror").as_uri())
     with dg.instance_for_test() as instance:
-        def tick():
-            context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, resources=resources,
-                                                repository_def=definitions.get_repository_def())
-            return schedule.evaluate_tick(context)
-
+        schedule = _TickingSchedule(resources, instance)
+        tick = schedule.tick
         [request] = tick().run_requests
-        job_def = definitions.resolve_job_def("green_taxi_job")
-        assert job_def.execute_in_process(partition_key="2020-10-01", instance=instance, tags=request.tags).success
+        schedule.run(request)
         assert not tick().run_requests
         with duckdb.connect(str(home / "warehouse.duckdb")) as con:  # someone deletes the month by hand
             con.execute("DELETE FROM zoomcamp.green_tripdata_2020_10")
         [again] = tick().run_requests
         assert (again.partition_key, again.tags["reason"]) == ("2020-10-01", "missing")
-        assert job_def.execute_in_process(partition_key="2020-10-01", instance=instance, tags=again.tags).success
+        schedule.run(again)
         assert query(home, "SELECT count(*) FROM zoomcamp.green_tripdata") == [(95_120,)]
         assert not tick().run_requests

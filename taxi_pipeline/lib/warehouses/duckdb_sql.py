@@ -192,6 +192,12 @@ def count_rows(dataset: str, name: str) -> str:
     return f"SELECT count(*) FROM {table(dataset, name)}"
 
 
+def count_rows_of_tables(dataset: str, names: list[str]) -> str:
+    """Rows of several tables, summed. A base table's count(*) is read from its metadata, while a
+    count through the main view scans a column of every month (1.5 s at 92M rows)."""
+    return "SELECT 0" + "".join(f" + (SELECT count(*) FROM {table(dataset, name)})" for name in names)
+
+
 def first_bad_value(colour: Colour) -> str:
     """For an error message: per typed column, the first line whose text does not cast. Binds $path.
 
@@ -231,9 +237,10 @@ def count_vanished_ids(dataset: str, published: str, staged: str) -> str:
     )
 
 
-def month_stats(dataset: str, colour: Colour, file_names: int) -> str:
-    """Rows and distinct ids of one month in the main table. Binds the month's file names."""
+def month_stats(dataset: str, month_table: str, file_names: int) -> str:
+    """Rows and distinct ids of one month: its published table is the main view's only source of
+    the month's rows, so the other months are not read. Binds the month's file names."""
     return (
         "SELECT count(*), count(DISTINCT unique_row_id) "
-        f"FROM {table(dataset, colour.main_table)} WHERE {month_filter(file_names)}"
+        f"FROM {table(dataset, month_table)} WHERE {month_filter(file_names)}"
     )

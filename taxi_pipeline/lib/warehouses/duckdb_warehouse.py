@@ -146,10 +146,13 @@ class DuckDBWarehouse:
         return found[0][0] if found else None
 
     def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
+        published = colour.staging_table(month)
         with self.connect() as con:
             self._ensure_layout(con, colour)
+            if not self._exists(con, published):
+                return MonthStats(0, 0)
             [(rows, distinct)] = con.execute(
-                sql.month_stats(self.dataset, colour, len(month_file_names)), sql.month_params(month_file_names)
+                sql.month_stats(self.dataset, published, len(month_file_names)), sql.month_params(month_file_names)
             ).fetchall()
         return MonthStats(rows, distinct)
 
@@ -166,10 +169,8 @@ class DuckDBWarehouse:
                 raise WarehouseBusyError(f"{self.path} is in use by another process: {str(exc).splitlines()[0]}") from exc
             raise
         with con:
-            params = {"dataset": self.dataset, "pattern": colour.month_table_pattern}
-            names = [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
             months = {}
-            for name in names:
+            for name in self._month_tables(con, colour):
                 [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
                 if rows:
                     months[dt.date(int(name[-7:-3]), int(name[-2:]), 1)] = rows
@@ -183,13 +184,15 @@ class DuckDBWarehouse:
         return found[0][0] if found else None
 
     def _table_rows(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> int:
-        [(rows,)] = con.execute(sql.count_rows(self.dataset, colour.main_table)).fetchall()
+        [(rows,)] = con.execute(sql.count_rows_of_tables(self.dataset, self._month_tables(con, colour))).fetchall()
         return rows
 
-    def _publish_view(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
+    def _month_tables(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> list[str]:
         params = {"dataset": self.dataset, "pattern": colour.month_table_pattern}
-        names = [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
-        con.execute(sql.create_main_view(self.dataset, colour, names))
+        return [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
+
+    def _publish_view(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
+        con.execute(sql.create_main_view(self.dataset, colour, self._month_tables(con, colour)))
 
     def _ensure_layout(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
         """The main view, made if missing; a main table of the earlier layout (every month in
@@ -210,8 +213,7 @@ class DuckDBWarehouse:
         con.execute("BEGIN TRANSACTION")
         # The earlier layout's staging tables hold second copies of months, under the names the
         # month tables take now: the main table's rows are the ones that count.
-        params = {"dataset": self.dataset, "pattern": colour.month_table_pattern}
-        for (name,) in con.execute(sql.month_tables(), params).fetchall():
+        for name in self._month_tables(con, colour):
             con.execute(sql.drop_table(self.dataset, name))
         con.execute(sql.rename_table(self.dataset, colour.main_table, legacy))
         by_month: dict[str, list[str]] = {}
