@@ -7,20 +7,15 @@ import os
 import pytest
 
 from taxi_pipeline_tests.servers import MirrorServer, serve_folder
-from taxi_pipeline_tests.support import MIRROR, make_resources
+from taxi_pipeline_tests.support import MIRROR, forget_closed_dagster_instances, make_resources
 
 
 @pytest.fixture(autouse=True)
 def _forget_closed_dagster_instances():
-    """`build_schedule_context(instance=...)` / `build_sensor_context` enter the test instance and
-    leave it as the current defs-state storage after `instance_for_test()` has closed it; the next
-    `dg.materialize` of any test then fails with "Attempted to resolve undefined DagsterInstance
-    weakref" (Dagster 1.13.27). Clearing the context variable after each test keeps tests
-    independent of their order."""
+    """See `support.forget_closed_dagster_instances`: `build_schedule_context(instance=...)` and
+    `build_sensor_context` leave the test instance current after `instance_for_test()` closed it."""
     yield
-    from dagster._core.storage.defs_state.base import _current_storage
-
-    _current_storage.set(None)
+    forget_closed_dagster_instances()
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,20 @@ def make_resources(home: Path, base_url: str, tlc_url: str | None = None, **sour
     }
 
 
+def forget_closed_dagster_instances() -> None:
+    """Dagster 1.13.27 can leave an instance it has closed as the current defs-state storage (an
+    instance entered twice keeps one `ExitStack`, so the outer token is never reset); once that
+    instance is garbage-collected, the next `dg.materialize` in the process fails with "Attempted to
+    resolve undefined DagsterInstance weakref", depending on when the collector runs. Clearing the
+    context variable first keeps in-process loads independent of what ran before them."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+
+
 def load_month(colour: Colour, partition_key: str, resources: dict, **kwargs) -> dg.ExecuteInProcessResult:
     """Materializes the colour's three assets and its check for one month, in process."""
+    forget_closed_dagster_instances()
     assets = [
         *build_colour_assets(colour, type(resources["target"])), build_main_table_check(colour), build_schema_drift_check(colour),
     ]
