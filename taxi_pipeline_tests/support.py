@@ -32,11 +32,12 @@ def make_resources(home: Path, base_url: str, tlc_url: str | None = None, **sour
 
 
 def forget_closed_dagster_instances() -> None:
-    """Dagster 1.13.27 can leave an instance it has closed as the current defs-state storage (an
-    instance entered twice keeps one `ExitStack`, so the outer token is never reset); once that
-    instance is garbage-collected, the next `dg.materialize` in the process fails with "Attempted to
-    resolve undefined DagsterInstance weakref", depending on when the collector runs. Clearing the
-    context variable first keeps in-process loads independent of what ran before them."""
+    """Dagster 1.13.27 can leave an instance that has been closed as the current defs-state storage
+    (seen after `build_schedule_context(instance=...)` of a test instance, and now and then between
+    two in-process materializations, depending on when the garbage collector runs); the next
+    `dg.materialize` in the process then fails with "Attempted to resolve undefined DagsterInstance
+    weakref". Clearing the context variable first keeps in-process loads independent of what ran
+    before them."""
     from dagster._core.storage.defs_state.base import _current_storage
 
     _current_storage.set(None)
