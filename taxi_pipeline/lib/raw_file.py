@@ -38,9 +38,6 @@ class RawFile:
     layout: tuple[FileColumn, ...] = ()  # Parquet only
     rows: int | None = None  # the data rows the source's validator counted
 
-    def column(self, name: str) -> FileColumn:
-        return next(c for c in self.layout if c.name == name)
-
 
 def layout_to_json(layout: tuple[FileColumn, ...]) -> str:
     return json.dumps([[c.name, c.source, c.kind] for c in layout], separators=(",", ":"))

@@ -69,10 +69,6 @@ def relation_type() -> str:
     )
 
 
-def drop_view(dataset: str, name: str) -> str:
-    return f"DROP VIEW IF EXISTS {table(dataset, name)}"
-
-
 def split_off_month(dataset: str, legacy: str, name: str, file_names: int) -> str:
     """One month of a main table of the earlier layout (every month in one table), as its own
     table. Binds the month's file names."""

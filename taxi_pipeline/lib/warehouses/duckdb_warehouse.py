@@ -20,7 +20,7 @@ from taxi_pipeline.lib.identifiers import validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult, WarehouseBusyError
-from taxi_pipeline.lib.warehouses.lock_wait import is_lock_conflict, lock_wait_message
+from taxi_pipeline.lib.warehouses.lock_wait import is_lock_conflict, lock_wait_message, locked_message
 from taxi_pipeline.lib.warehouses.shape import check_main_table
 
 _logger = logging.getLogger(__name__)
@@ -165,8 +165,8 @@ class DuckDBWarehouse:
         try:
             con = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise WarehouseBusyError(f"{self.path} is in use by another process: {str(exc).splitlines()[0]}") from exc
+            if is_lock_conflict(str(exc)):
+                raise WarehouseBusyError(locked_message(self.path, str(exc))) from exc
             raise
         with con:
             months = {}
