@@ -84,7 +84,7 @@ def query(home: Path, sql: str, params: object = None) -> list[tuple]:
 
 def month_ids(home: Path, colour: Colour, file_name: str) -> list[str]:
     return [r[0] for r in query(
-        home, f"SELECT unique_row_id FROM zoomcamp.{colour.main_table} WHERE filename = ?", [file_name]
+        home, f"SELECT printf('%032x', unique_row_id) FROM zoomcamp.{colour.main_table} WHERE filename = ?", [file_name]
     )]
 
 

@@ -75,7 +75,7 @@ def _counts(bq, dataset: str, colour=GREEN) -> dict[str, tuple[int, int]]:
 
 
 def _ids(bq, dataset: str, file_name: str) -> list[str]:
-    job = bq.query(f"SELECT unique_row_id FROM `{PROJECT}.{dataset}.green_tripdata` WHERE filename = @f",
+    job = bq.query(f"SELECT TO_HEX(unique_row_id) FROM `{PROJECT}.{dataset}.green_tripdata` WHERE filename = @f",
                    job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("f", "STRING", file_name)]))
     return [r[0] for r in job.result()]
 
@@ -124,11 +124,7 @@ def test_both_targets_give_the_same_ids_and_values(gcp_emulators, http_mirror, t
     local_home = tmp_path / "local"
     assert load_month(YELLOW, "2020-01-01", make_resources(local_home, http_mirror.url)).success
     assert load_month(YELLOW, "2020-01-01", gcp_resources(http_mirror.url, **names)).success
-    columns = ["unique_row_id", "filename", *(c.name for c in YELLOW.columns)]
-    select = ", ".join(columns)
-    local = {r[0]: _normal(r) for r in query(local_home, f"SELECT {select} FROM zoomcamp.yellow_tripdata")}
-    cloud = {r[0]: _normal(tuple(r.values()))
-             for r in bq.query(f"SELECT {select} FROM `{PROJECT}.{names['dataset']}.yellow_tripdata`").result()}
+    local, cloud = _rows_by_hex_id(local_home, bq, names["dataset"], YELLOW)
     assert len(local) == 999 and local.keys() == cloud.keys()
     assert local == cloud
 
@@ -149,13 +145,19 @@ def test_a_parquet_month_gives_the_same_ids_and_values_on_both_targets(gcp_emula
     assert load_month(colour, f"{month}-01", make_resources(local_home, MIRROR.as_uri(), tlc.as_uri())).success
     result = load_month(colour, f"{month}-01", gcp_resources(MIRROR.as_uri(), **names, tlc_url=tlc.as_uri()))
     assert result.success and all(check.passed for check in result.get_asset_check_evaluations())
-    columns = ["unique_row_id", "filename", *(c.name for c in colour.columns)]
-    select = ", ".join(columns)
-    local = {r[0]: _normal(r) for r in query(local_home, f"SELECT {select} FROM zoomcamp.{colour.main_table}")}
-    cloud = {r[0]: _normal(tuple(r.values()))
-             for r in bq.query(f"SELECT {select} FROM `{PROJECT}.{names['dataset']}.{colour.main_table}`").result()}
+    local, cloud = _rows_by_hex_id(local_home, bq, names["dataset"], colour)
     assert local.keys() == cloud.keys() and len(local) == {"2022-01": 62_495, "2025-01": 48_326}.get(month, 3000)
     assert local == cloud
+
+
+def _rows_by_hex_id(local_home, bq, dataset: str, colour) -> tuple[dict, dict]:
+    """Both targets' rows by id, the ids compared as hex (a UHUGEINT in DuckDB, BYTES in BigQuery)."""
+    columns = ", ".join(["filename", *(c.name for c in colour.columns)])
+    local = {r[0]: _normal(r) for r in query(
+        local_home, f"SELECT printf('%032x', unique_row_id), {columns} FROM zoomcamp.{colour.main_table}")}
+    cloud = {r[0]: _normal(tuple(r.values())) for r in bq.query(
+        f"SELECT TO_HEX(unique_row_id), {columns} FROM `{PROJECT}.{dataset}.{colour.main_table}`").result()}
+    return local, cloud
 
 
 def _normal(row: tuple) -> tuple:

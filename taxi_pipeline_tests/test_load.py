@@ -7,8 +7,10 @@ import datetime as dt
 import decimal
 import hashlib
 
+import duckdb
 import pytest
 
+from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.warehouses import duckdb_sql
 from taxi_pipeline.lib.colours import GREEN, YELLOW, LogicalType
 from taxi_pipeline.lib.raw_file import RawFile
@@ -133,8 +135,8 @@ def test_tables_hold_the_source_values_field_by_field(resources, taxi_home, colo
     placeholders = ",".join("?" * len(sample))
     table_rows = query(
         taxi_home,
-        f"SELECT unique_row_id, filename, * EXCLUDE (unique_row_id, filename) FROM zoomcamp.{colour.main_table} "
-        f"WHERE unique_row_id IN ({placeholders})",
+        f"SELECT printf('%032x', unique_row_id), filename, * EXCLUDE (unique_row_id, filename) "
+        f"FROM zoomcamp.{colour.main_table} WHERE printf('%032x', unique_row_id) IN ({placeholders})",
         list(sample),
     )
     assert len(table_rows) == len(sample)
@@ -170,3 +172,50 @@ def test_identical_rows_keep_their_multiplicity(tmp_path, taxi_home):
         ids = month_ids(taxi_home, GREEN, "green_tripdata_2019-01.csv")
         assert len(ids) == len(set(ids)) == 13
         assert sorted(ids) == sorted(reference_ids("green_tripdata_2019-01.csv", path))
+
+
+@pytest.mark.parametrize("layout", ["one table per month, hex ids", "one table for every month, hex ids"])
+def test_tables_of_the_earlier_layouts_are_converted_in_place_keeping_every_row(tmp_path, taxi_home, layout):
+    """A warehouse the earlier code wrote (ids in 32 hex digits; before that, every month in one
+    main table beside a second copy in its staging table) is converted by the next load: every
+    row kept with its values, every id the same MD5 as a 16-byte number."""
+    resources = make_resources(taxi_home, MIRROR.as_uri())
+    assert load_month(GREEN, "2019-01-01", resources).success
+    assert load_month(GREEN, GREEN_2020_04[0], resources).success
+    main = "zoomcamp.green_tripdata"
+    rows = f"SELECT printf('%032x', unique_row_id), filename, trip_distance FROM {main}"
+    before = collections.Counter(query(taxi_home, rows))
+    months = ["green_tripdata_2019_01", "green_tripdata_2020_04"]
+    with duckdb.connect(str(taxi_home / "warehouse.duckdb")) as con:
+        # Back to the earlier ids: the digest's hex (`rowid.from_hex_digest` reversed).
+        to_digest_hex = "regexp_replace(reverse(printf('%032x', unique_row_id)), '(.)(.)', '\\2\\1', 'g')"
+        for name in months:
+            con.execute(f"ALTER TABLE zoomcamp.{name} ALTER unique_row_id TYPE VARCHAR USING {to_digest_hex}")
+        earlier_view = duckdb_sql.create_main_view("zoomcamp", GREEN, months).replace(
+            "CAST(NULL AS UHUGEINT) AS unique_row_id", "CAST(NULL AS VARCHAR) AS unique_row_id")
+        con.execute(earlier_view)
+        if layout == "one table for every month, hex ids":
+            con.execute(f"CREATE TABLE {main}__all AS SELECT * FROM {main}")
+            con.execute(f"DROP VIEW {main}")
+            con.execute(f"ALTER TABLE {main}__all RENAME TO green_tripdata")
+            # Its staging tables held a second copy of each month, under today's month-table names.
+            con.execute("DELETE FROM zoomcamp.green_tripdata_2020_04 WHERE trip_distance > 1")
+        digests = collections.Counter(con.execute(
+            f"SELECT unique_row_id, filename, trip_distance FROM {main}").fetchall())
+    assert sum(digests.values()) == 99 + 35_612
+    assert collections.Counter({(hex_id(from_hex_digest(i)), f, d): n for (i, f, d), n in digests.items()}) == before
+
+    assert load_month(GREEN, "2019-10-01", resources).success  # a new month: converts, then loads
+    after = collections.Counter(query(taxi_home, rows))
+    october = collections.Counter(
+        (i, f, d) for i, f, d in after.elements() if f == "green_tripdata_2019-10.csv")
+    assert after - october == before
+    assert sorted(month_ids(taxi_home, GREEN, "green_tripdata_2019-10.csv")) == sorted(
+        reference_ids("green_tripdata_2019-10.csv", MIRROR / "green" / "green_tripdata_2019-10.csv.gz"))
+    assert dict(query(taxi_home, "SELECT table_name, table_type FROM information_schema.tables")) == {
+        "green_tripdata": "VIEW", **{name: "BASE TABLE" for name in [*months, "green_tripdata_2019_10"]}}
+    assert query(taxi_home, "SELECT DISTINCT data_type FROM information_schema.columns "
+                            "WHERE column_name = 'unique_row_id'") == [("UHUGEINT",)]
+    assert load_month(GREEN, GREEN_2020_04[0], resources).success  # a re-run: the month's ids now as loaded
+    assert sorted(month_ids(taxi_home, GREEN, GREEN_2020_04[1])) == sorted(
+        reference_ids(GREEN_2020_04[1], MIRROR / "green" / f"{GREEN_2020_04[1]}.gz"))

@@ -21,6 +21,7 @@ import duckdb
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.warehouses import duckdb_admin
 from taxi_pipeline.lib.warehouses.lock_wait import lock_holder, lock_wait_message
 from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError, check_main_table
@@ -229,6 +230,8 @@ def test_the_shape_check_accepts_this_projects_table_and_names_what_differs_in_o
         con.execute("CREATE SCHEMA zoomcamp")
         con.execute(duckdb_admin.create_table("zoomcamp", colour, colour.main_table))  # the one-table layout
         assert check_main_table(con, "zoomcamp", colour) == ()
+        con.execute("ALTER TABLE zoomcamp.green_tripdata ALTER unique_row_id TYPE VARCHAR")  # earlier hex ids:
+        assert check_main_table(con, "zoomcamp", colour) == ()  # ours, converted by the warehouse itself
         con.execute('ALTER TABLE zoomcamp.green_tripdata DROP COLUMN cbd_congestion_fee')
         assert [c.name for c in check_main_table(con, "zoomcamp", colour)] == ["cbd_congestion_fee"]  # "to add"
         con.execute('ALTER TABLE zoomcamp.green_tripdata ALTER trip_distance TYPE DOUBLE')
@@ -257,7 +260,7 @@ def test_adopt_converts_a_kestra_table_keeping_every_row_and_the_next_load_repla
             check_main_table(con, "zoomcamp", GREEN)
     print(foreign.value)
     assert str(foreign.value).startswith("zoomcamp.green_tripdata is not this project's green main table")
-    assert "  - column unique_row_id is BLOB, expected VARCHAR" in str(foreign.value)
+    assert "  - column unique_row_id is BLOB, expected UHUGEINT" in str(foreign.value)
     assert "the course's Kestra flow" in str(foreign.value)
     assert sum(before.values()) == 99 + 35_612
 
@@ -273,18 +276,22 @@ def test_adopt_converts_a_kestra_table_keeping_every_row_and_the_next_load_repla
     adopted = cli("adopt", "green", env=env)
     print(adopted.stdout)
     assert adopted.returncode == 0, adopted.stderr
-    assert "unique_row_id: BLOB -> VARCHAR" in adopted.stdout and "35,711 rows in 2 files" in adopted.stdout
+    assert "unique_row_id: BLOB -> UHUGEINT" in adopted.stdout and "35,711 rows in 2 files" in adopted.stdout
     with duckdb.connect(str(path)) as con:
         assert check_main_table(con, "zoomcamp", GREEN) == ()
         after = collections.Counter(con.execute(
-            "SELECT unique_row_id, filename, trip_distance::DOUBLE FROM zoomcamp.green_tripdata").fetchall())
-    assert after == before  # every row, its id as hex, its values
+            "SELECT printf('%032x', unique_row_id), filename, trip_distance::DOUBLE FROM zoomcamp.green_tripdata"
+        ).fetchall())
+    # Every row, its values, and its id: the same MD5, as this project's 16-byte number.
+    before = collections.Counter({(hex_id(from_hex_digest(i)), f, d): n for (i, f, d), n in before.items()})
+    assert after == before
     assert set(tables(path)) == {"green_tripdata"}
     assert "already this project's layout" in cli("adopt", "green", env=env).stdout
 
     execute_job("green_taxi_job", "2020-04-01", env)
     with duckdb.connect(str(path), read_only=True) as con:
-        ids = dict(con.execute("SELECT filename, list(unique_row_id) FROM zoomcamp.green_tripdata GROUP BY 1").fetchall())
+        ids = dict(con.execute(
+            "SELECT filename, list(printf('%032x', unique_row_id)) FROM zoomcamp.green_tripdata GROUP BY 1").fetchall())
     april = "green_tripdata_2020-04.csv"
     assert sorted(ids[april]) == sorted(reference_ids(april, MIRROR / "green" / f"{april}.gz"))
     assert collections.Counter(ids["green_tripdata_2019-01.csv"]) == collections.Counter(

@@ -17,6 +17,7 @@ import pytest
 from google.cloud import bigquery, storage
 
 from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.warehouses.shape import ForeignTableError, check_main_table
 from taxi_pipeline_tests.emulators import PROJECT
 from taxi_pipeline_tests.support import MIRROR, reference_ids
@@ -78,10 +79,10 @@ def test_a_kestra_table_is_refused_adopted_with_every_row_then_reloaded_exactly(
     print(foreign.value)
     assert str(foreign.value).splitlines()[:5] == [
         f"{PROJECT}.{dataset}.green_tripdata is not this project's green main table, so nothing was written to it:",
-        "  - column unique_row_id is BYTES, expected STRING",
         "  - column file_month DATE is missing",
         "  - partitioned by DAY(lpep_pickup_datetime), expected PARTITION BY DAY(file_month)",
         "  - not clustered, expected CLUSTER BY unique_row_id",
+        "It looks like the table the course's Kestra flow made (its ids are 16-byte MD5s).",
     ]
     assert "python -m taxi_pipeline adopt green" in str(foreign.value) and "TAXI_DATASET" in str(foreign.value)
     assert "(not this project's layout" in cli("counts", env=gcp_env).stdout
@@ -96,8 +97,10 @@ def test_a_kestra_table_is_refused_adopted_with_every_row_then_reloaded_exactly(
     assert check_main_table(bq, dataset, GREEN) == ()
     table = bq.get_table(f"{PROJECT}.{dataset}.green_tripdata")
     assert (table.time_partitioning.field, table.clustering_fields) == ("file_month", ["unique_row_id"])
-    after = collections.Counter(rows(bq, f"SELECT unique_row_id, filename, trip_distance FROM {main}"))
-    assert after == before  # every row, its id as hex, its values
+    after = collections.Counter(rows(bq, f"SELECT TO_HEX(unique_row_id), filename, trip_distance FROM {main}"))
+    # Every row, its values, and its id: the same MD5, its bytes in this project's order.
+    before = collections.Counter({(hex_id(from_hex_digest(i)), f, d): n for (i, f, d), n in before.items()})
+    assert after == before
     assert rows(bq, f"SELECT DISTINCT filename, file_month FROM {main} ORDER BY 1") == [
         ("green_tripdata_2019-01.csv", dt.date(2019, 1, 1)),
         ("green_tripdata_2020-04.csv", dt.date(2020, 4, 1)),
@@ -106,11 +109,28 @@ def test_a_kestra_table_is_refused_adopted_with_every_row_then_reloaded_exactly(
     assert "green_tripdata__adopting" not in left and "green_tripdata__backup" not in left
 
     execute_job("green_taxi_job", "2020-04-01", gcp_env)
-    ids = dict(rows(bq, f"SELECT filename, ARRAY_AGG(unique_row_id) FROM {main} GROUP BY filename"))
+    ids = dict(rows(bq, f"SELECT filename, ARRAY_AGG(TO_HEX(unique_row_id)) FROM {main} GROUP BY filename"))
     april = "green_tripdata_2020-04.csv"
     assert sorted(ids[april]) == sorted(reference_ids(april, MIRROR / "green" / f"{april}.gz"))
     assert collections.Counter(ids["green_tripdata_2019-01.csv"]) == collections.Counter(
         {i: n for (i, f, _), n in before.items() if f == "green_tripdata_2019-01.csv"})
+
+    # This project's earlier layout kept the ids as the MD5's hex: refused, and adopted the same way.
+    loaded = collections.Counter(rows(bq, f"SELECT TO_HEX(unique_row_id), filename, trip_distance FROM {main}"))
+    earlier = f"`{PROJECT}.{dataset}.green_tripdata_earlier`"
+    bq.query(f"CREATE TABLE {earlier} PARTITION BY file_month CLUSTER BY unique_row_id AS SELECT "
+             r"REGEXP_REPLACE(REVERSE(TO_HEX(unique_row_id)), r'(.)(.)', r'\2\1') AS unique_row_id, "
+             f"* EXCEPT (unique_row_id) FROM {main}").result()
+    bq.delete_table(f"{PROJECT}.{dataset}.green_tripdata")
+    bq.query(f"CREATE TABLE {main} PARTITION BY file_month CLUSTER BY unique_row_id AS SELECT * FROM {earlier}").result()
+    with pytest.raises(ForeignTableError) as foreign:
+        check_main_table(bq, dataset, GREEN)
+    assert "  - column unique_row_id is STRING, expected BYTES" in str(foreign.value)
+    assert "this project's earlier layout" in str(foreign.value)
+    adopted = cli("adopt", "green", env=gcp_env)
+    assert adopted.returncode == 0, adopted.stderr
+    assert "unique_row_id: STRING -> BYTES" in adopted.stdout and "file_month: added" not in adopted.stdout
+    assert collections.Counter(rows(bq, f"SELECT TO_HEX(unique_row_id), filename, trip_distance FROM {main}")) == loaded
 
 
 def test_fresh_start_deletes_one_colour_and_nothing_else(bq, gcp_env, tmp_path):

@@ -12,7 +12,8 @@ HELP = "convert a main table of another shape (the course's Kestra table), keepi
 DESCRIPTION = """Converts <colour>_tripdata in TAXI_DATASET, on the target TAXI_TARGET selects, to this
 project's layout, keeping every row and value:
 
-  - unique_row_id: Kestra's 16-byte MD5 (BYTES / BLOB) becomes the same MD5 as 32 lower-case hex digits;
+  - unique_row_id: Kestra's 16-byte MD5 (BYTES / BLOB), or the 32 hex digits of this project's earlier
+    layout, becomes the same MD5 as this project's 16-byte id (UHUGEINT in DuckDB, BYTES in BigQuery);
   - every column is cast to this project's type; columns the table lacks are added, NULL;
   - on BigQuery, file_month is derived from filename (green_tripdata_2020-04.csv -> 2020-04-01) and
     the table is partitioned by file_month and clustered by unique_row_id. BigQuery cannot change
@@ -20,7 +21,8 @@ project's layout, keeping every row and value:
     swapped in by renaming; the old table is kept as <colour>_tripdata__backup until the new one
     is verified (with --keep-backup, afterwards too).
 
-The rows keep their Kestra ids, which never equal this project's: the next load of each month
+On BigQuery this also converts a table of this project's earlier layout (hex ids); DuckDB converts
+its own on first use. Kestra's ids never equal this project's: the next load of each month
 deletes that month's adopted rows and inserts the month anew, exactly once each. A table that is
 already this project's is left as it is. Stop the colour's schedules and runs while adopting."""
 

@@ -31,7 +31,14 @@ def main_asset_key(colour: Colour) -> dg.AssetKey:
 
 def table_schema(colour: Colour) -> dg.TableSchema:
     return dg.TableSchema(
-        columns=[dg.TableColumn("unique_row_id", "STRING"), dg.TableColumn("filename", "STRING")]
+        columns=[
+            dg.TableColumn(
+                "unique_row_id", "16 bytes",
+                description="MD5 of the file name and the row's fields (copies numbered apart): UHUGEINT in "
+                "DuckDB, BYTES in BigQuery; in hex, printf('%032x', unique_row_id) and TO_HEX(unique_row_id)",
+            ),
+            dg.TableColumn("filename", "STRING"),
+        ]
         + [dg.TableColumn(c.name, c.type.value) for c in colour.columns]
     )
 

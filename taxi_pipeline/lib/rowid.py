@@ -2,9 +2,15 @@
 
 A row's id names one source row of one file:
 
-    first  = md5(file name, raw text of field 1, ..., raw text of field n)   joined by 0x1F
+    first  = H(file name, raw text of field 1, ..., raw text of field n)   joined by 0x1F
     id     = first                     for the first copy of a row in the file
-    id     = md5(first, k)             for its k-th identical copy (k >= 2)
+    id     = H(hex(first), k)          for its k-th identical copy (k >= 2)
+
+H is the MD5 of the text, its 16 bytes read as one unsigned 128-bit number, least significant
+byte first: what DuckDB's `md5_number` computes, stored as a `UHUGEINT`. BigQuery stores the
+same number as `BYTES`, most significant byte first (`REVERSE(MD5(...))`), so an id's hex,
+`hex(id)` here, is `printf('%032x', unique_row_id)` in DuckDB and `TO_HEX(unique_row_id)` in
+BigQuery, for the same file. 16 bytes a row, where the 32 hex characters took 18 to 32.
 
 A CSV row's fields are hashed as the text in the file (empty for an empty field), never as typed
 values, so both targets give the same ids. A Parquet row has no text: each of the colour's
@@ -28,13 +34,24 @@ from taxi_pipeline.lib.colours import LogicalType
 SEPARATOR = "\x1f"
 
 
-def _md5(*parts: str) -> str:
-    return hashlib.md5(SEPARATOR.join(parts).encode()).hexdigest()
+def _md5_number(*parts: str) -> int:
+    return int.from_bytes(hashlib.md5(SEPARATOR.join(parts).encode()).digest(), "little")
+
+
+def hex_id(row_id: int) -> str:
+    """An id as its 32 lower-case hex digits: how both targets show it, and how tests compare it."""
+    return format(row_id, "032x")
+
+
+def from_hex_digest(digest: str) -> int:
+    """The id an MD5 written as hex (the earlier layout's ids, Kestra's `TO_HEX`) becomes."""
+    return int.from_bytes(bytes.fromhex(digest), "little")
 
 
 def row_id(file_name: str, fields: Sequence[str | None], occurrence: int) -> str:
-    first = _md5(file_name, *(field or "" for field in fields))
-    return first if occurrence == 1 else _md5(first, str(occurrence))
+    """The id in hex (see `hex_id`)."""
+    first = _md5_number(file_name, *(field or "" for field in fields))
+    return hex_id(first if occurrence == 1 else _md5_number(hex_id(first), str(occurrence)))
 
 
 def row_ids(file_name: str, rows: Iterable[Sequence[str | None]]) -> Iterator[str]:

@@ -14,7 +14,7 @@ from google.cloud import bigquery
 
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.identifiers import validate_identifier
-from taxi_pipeline.lib.warehouses.bigquery_sql import TYPES, validate_project
+from taxi_pipeline.lib.warehouses.bigquery_sql import ID_TYPE, TYPES, id_from_hex_digest, validate_project
 from taxi_pipeline.lib.warehouses.shape import (
     AdoptError,
     AdoptResult,
@@ -69,7 +69,7 @@ def _q(name: str) -> str:
 
 
 def expected_shape(colour: Colour) -> Shape:
-    columns = expected_columns(colour, TYPES, trailing={"file_month": "DATE"})
+    columns = expected_columns(colour, TYPES, ID_TYPE, trailing={"file_month": "DATE"})
     return Shape(columns, PARTITIONING, CLUSTERING)
 
 
@@ -143,8 +143,9 @@ def adopt(ds: Dataset, colour: Colour, *, keep_backup: bool = False) -> AdoptRes
     if not keep_backup:
         ds.client.delete_table(ds.table_id(backup))
     changes = [c.describe() for c in conversions]
-    changes.append(f"file_month: added, derived from filename; partitioned by {PARTITIONING}, "
-                   "clustered by unique_row_id")
+    if "file_month" not in {name.lower() for name in report.live.columns}:
+        changes.append(f"file_month: added, derived from filename; partitioned by {PARTITIONING}, "
+                       "clustered by unique_row_id")
     return AdoptResult(report.table, before, tuple(filter(None, changes)),
                        ds.table_id(backup) if keep_backup else None)
 
@@ -167,11 +168,12 @@ def _converted(c: Conversion) -> str:
     if c.source is None:
         return f"CAST(NULL AS {c.kind})"
     if c.column == "unique_row_id":
-        # Kestra's ids are the 16 bytes of an MD5; this project's are its 32 lower-case hex digits.
+        # Kestra's ids are the 16 bytes of an MD5, the earlier layout's its hex digits; this
+        # project's are the same 16 bytes, least significant first (see `bigquery_sql.row_id`).
         if c.source_kind == "BYTES":
-            return f"TO_HEX({_q(c.source)})"
+            return id_from_hex_digest(f"TO_HEX({_q(c.source)})")
         if c.source_kind == "STRING":
-            return f"LOWER({_q(c.source)})"
+            return id_from_hex_digest(_q(c.source))
         raise AdoptError(f"unique_row_id is {c.source_kind}: adopt converts BYTES or STRING ids only")
     if c.source_kind == c.kind:
         return _q(c.source)

@@ -2,7 +2,9 @@
 
 The row id follows `rowid.py` exactly: a CSV month is loaded as all-STRING columns and hashed as
 the file's raw text; a Parquet month is loaded in the file's own types, typed, and hashed as the
-canonical text of its typed values. BigQuery and DuckDB give the same ids for the same file.
+canonical text of its typed values. It is kept in 16 BYTES, as the course's table keeps its MD5,
+and `TO_HEX(unique_row_id)` is what DuckDB's `printf('%032x', unique_row_id)` shows for the same
+file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ TYPES = {
 }
 _PROJECT = re.compile(r"[a-z][a-z0-9-]{4,61}[a-z0-9]")
 SEP = "'\\x1f'"  # the unit separator, as a BigQuery string literal
+ID_TYPE = "BYTES"
 
 
 def validate_project(project: str) -> str:
@@ -48,7 +51,7 @@ def create_main_table(project: str, dataset: str, colour: Colour) -> str:
     columns = ", ".join(f"{_column(c.name)} {TYPES[c.type]}" for c in colour.columns)
     return (
         f"CREATE TABLE IF NOT EXISTS {table(project, dataset, colour.main_table)} "
-        f"(unique_row_id STRING NOT NULL, filename STRING NOT NULL, {columns}, file_month DATE NOT NULL) "
+        f"(unique_row_id {ID_TYPE} NOT NULL, filename STRING NOT NULL, {columns}, file_month DATE NOT NULL) "
         "PARTITION BY file_month CLUSTER BY unique_row_id"
     )
 
@@ -89,12 +92,25 @@ def _numbered_staging(project: str, dataset: str, staging: str, rows: str, hashe
     return (
         f"CREATE OR REPLACE TABLE {table(project, dataset, staging)} AS "
         f"WITH source AS ({rows}), "
-        f"hashed AS (SELECT TO_HEX(MD5(ARRAY_TO_STRING([@filename, {hashed_text}], {SEP}))) AS first_id, * "
+        f"hashed AS (SELECT {row_id(f'ARRAY_TO_STRING([@filename, {hashed_text}], {SEP})')} AS first_id, * "
         "FROM source), "
         "numbered AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY first_id) AS k FROM hashed) "
-        f"SELECT IF(k = 1, first_id, TO_HEX(MD5(CONCAT(first_id, {SEP}, CAST(k AS STRING))))) AS unique_row_id, "
+        f"SELECT IF(k = 1, first_id, {row_id(f'CONCAT(TO_HEX(first_id), {SEP}, CAST(k AS STRING))')}) AS unique_row_id, "
         f"@filename AS filename, {columns}, @file_month AS file_month FROM numbered"
     )
+
+
+def row_id(text: str) -> str:
+    """The id of a text: its MD5 as DuckDB's `md5_number` reads it (least significant byte first),
+    written most significant byte first, so that `TO_HEX` spells the number as DuckDB does."""
+    return id_from_hex_digest(f"TO_HEX(MD5({text}))")
+
+
+def id_from_hex_digest(digits: str) -> str:
+    """An MD5 in 32 hex digits as this layout's id: the digest's bytes in reverse order. Reversed
+    in hex, not with REVERSE(BYTES) as plain BigQuery could: the emulator the tests run against
+    (local-bigquery) reverses the bytes' escaped text instead and fails."""
+    return f"FROM_HEX(REGEXP_REPLACE(REVERSE(LOWER({digits})), r'(.)(.)', r'\\2\\1'))"
 
 
 def typed_value(column: Column, found: FileColumn) -> str:

@@ -18,7 +18,7 @@ import duckdb
 
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.identifiers import validate_identifier
-from taxi_pipeline.lib.warehouses.duckdb_sql import TYPES
+from taxi_pipeline.lib.warehouses.duckdb_sql import HEX_ID_TYPE, ID_TYPE, TYPES, id_from_hex_digest
 from taxi_pipeline.lib.warehouses.lock_wait import is_lock_conflict, locked_message
 from taxi_pipeline.lib.warehouses.shape import (
     AdoptError,
@@ -47,7 +47,7 @@ def _table(dataset: str, name: str) -> str:
 
 
 def expected_shape(colour: Colour) -> Shape:
-    return Shape(expected_columns(colour, TYPES))
+    return Shape(expected_columns(colour, TYPES, ID_TYPE))
 
 
 def main_table_report(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> ShapeReport | None:
@@ -56,7 +56,9 @@ def main_table_report(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colo
     if not live:
         return None
     table = f"{dataset}.{colour.main_table}"
-    return compare(table, colour, Shape(live), expected_shape(colour), layout=False)
+    # The warehouse converts the earlier layouts' hex ids itself, on first use.
+    return compare(table, colour, Shape(live), expected_shape(colour), layout=False,
+                   converted_in_place={"unique_row_id": HEX_ID_TYPE})
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> dict[str, str]:
@@ -212,11 +214,14 @@ def _converted(c: Conversion) -> str:
     if c.source is None:
         return f"CAST(NULL AS {c.kind})"
     if c.column == "unique_row_id":
-        # Kestra's ids are the 16 bytes of an MD5; this project's are its 32 lower-case hex digits.
+        # Kestra's ids are the 16 bytes of an MD5 (a BLOB); the earlier layout's, its hex digits.
+        # This project's are the same 16 bytes as one number (`md5_number`'s reading of them).
         if c.source_kind == "BLOB":
-            return f"lower(hex({_q(c.source)}))"
+            return id_from_hex_digest(f"hex({_q(c.source)})", c.source)
         if c.source_kind == "VARCHAR":
-            return f"lower({_q(c.source)})"
+            return id_from_hex_digest(_q(c.source), c.source)
+        if c.source_kind == ID_TYPE:
+            return _q(c.source)
         raise AdoptError(f"unique_row_id is {c.source_kind}: adopt converts BLOB or VARCHAR ids only")
     return f"CAST({_q(c.source)} AS {c.kind})"
 

@@ -68,8 +68,7 @@ class DuckDBWarehouse:
         number = sql.number_identical_rows(self.dataset, building)
         fingerprint = _fingerprint(raw.md5, raw.file_name, [create, number]) if raw.md5 else None
         with self.connect() as con:
-            con.execute(sql.create_schema(self.dataset))
-            check_main_table(con, self.dataset, colour)  # a table of another shape: touch nothing
+            self._ensure_layout(con, colour)  # a table of another shape: touch nothing
             if fingerprint is not None:
                 for name in (published, staged):
                     if self._comment(con, name) != fingerprint:
@@ -195,26 +194,31 @@ class DuckDBWarehouse:
         con.execute(sql.create_main_view(self.dataset, colour, self._month_tables(con, colour)))
 
     def _ensure_layout(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
-        """The main view, made if missing; a main table of the earlier layout (every month in
-        one table, each month also kept in its staging table) is converted in place, once."""
+        """The main view, made if missing. The earlier layouts are converted in place, once,
+        keeping every row: a main table holding every month (each month also kept in its staging
+        table) is split into month tables, and hex ids become 16-byte numbers."""
         con.execute(sql.create_schema(self.dataset))
         check_main_table(con, self.dataset, colour)  # a table of another shape: touch nothing
         kind = self._relation_type(con, colour.main_table)
-        if kind == "VIEW":
-            return
-        if kind is None:
+        if kind == "BASE TABLE":
+            self._convert_legacy_table(con, colour)
+        hex_ids = [name for name in self._tables_with_rows(con, colour) if self._id_type(con, name) == sql.HEX_ID_TYPE]
+        if hex_ids:
+            self._convert_hex_ids(con, colour, hex_ids)
+        elif kind is None:
             self._publish_view(con, colour)
-            return
-        self._convert_legacy_table(con, colour)
 
     def _convert_legacy_table(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
         legacy = f"{colour.main_table}__legacy"
-        self.log(f"converting {self.table_name(colour.main_table)} to one table per month (once; keeps every row)")
+        self.log(f"converting {self.table_name(colour.main_table)} to one table per month with 16-byte ids "
+                 "(once; keeps every row)")
         con.execute("BEGIN TRANSACTION")
         # The earlier layout's staging tables hold second copies of months, under the names the
         # month tables take now: the main table's rows are the ones that count.
         for name in self._month_tables(con, colour):
             con.execute(sql.drop_table(self.dataset, name))
+        if self._id_type(con, colour.main_table) == sql.HEX_ID_TYPE:
+            con.execute(sql.convert_ids(self.dataset, colour.main_table))
         con.execute(sql.rename_table(self.dataset, colour.main_table, legacy))
         by_month: dict[str, list[str]] = {}
         for (file_name,) in con.execute(sql.file_names(self.dataset, legacy)).fetchall():
@@ -229,6 +233,29 @@ class DuckDBWarehouse:
         con.execute(sql.drop_table(self.dataset, legacy))
         self._publish_view(con, colour)
         con.execute("COMMIT")
+
+    def _convert_hex_ids(self, con: duckdb.DuckDBPyConnection, colour: Colour, names: list[str]) -> None:
+        """Ids of the earlier layout (the MD5 in 32 hex digits, 18 bytes a row on disk) made the
+        16-byte number this layout stores, in one transaction. The same MD5, so a first copy's id
+        is what a load gives it now; a later copy's differs from a fresh load's, but stays
+        distinct (the conversion is one-to-one), and the month's next load replaces it anyway."""
+        self.log(f"converting the hex unique_row_id of {len(names)} {colour.name} table(s) to 16-byte numbers "
+                 "(once; keeps every row)")
+        con.execute("BEGIN TRANSACTION")
+        for name in names:
+            con.execute(sql.convert_ids(self.dataset, name))
+        self._publish_view(con, colour)
+        con.execute("COMMIT")
+
+    def _tables_with_rows(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> list[str]:
+        """Month tables, published or staged and waiting for the merge."""
+        params = {"dataset": self.dataset, "pattern": f"{colour.month_table_pattern}(__next)?"}
+        return [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
+
+    def _id_type(self, con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+        params = {"dataset": self.dataset, "name": name, "column": "unique_row_id"}
+        found = con.execute(sql.column_type(), params).fetchall()
+        return found[0][0] if found else None
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

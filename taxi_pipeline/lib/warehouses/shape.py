@@ -44,21 +44,34 @@ class ShapeReport:
 
     @property
     def looks_like_kestra(self) -> bool:
-        return _normal(self.live.columns.get("unique_row_id", "")) in {"BYTES", "BLOB"}
+        """Kestra's table: 16-byte MD5 ids (as ours are on BigQuery) and no `file_month`."""
+        names = {name.lower() for name in self.live.columns}
+        id_type = _normal(self.live.columns.get("unique_row_id", ""))
+        return id_type in {"BYTES", "BLOB"} and "file_month" not in names and "unique_row_id" in names
+
+    @property
+    def has_hex_ids(self) -> bool:
+        """This project's earlier layout kept the id as 32 hex characters."""
+        return _normal(self.live.columns.get("unique_row_id", "")) in {"STRING", "VARCHAR"}
 
 
 def expected_columns(
-    colour: Colour, types: dict[LogicalType, str], *, trailing: dict[str, str] | None = None,
+    colour: Colour, types: dict[LogicalType, str], id_type: str, *, trailing: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """`unique_row_id`, `filename`, the colour's columns in `types`' dialect, then `trailing` ones."""
-    columns = {"unique_row_id": types[LogicalType.STRING], "filename": types[LogicalType.STRING]}
+    columns = {"unique_row_id": id_type, "filename": types[LogicalType.STRING]}
     columns.update({c.name: types[c.type] for c in colour.columns})
     columns.update(trailing or {})
     return columns
 
 
-def compare(table: str, colour: Colour, live: Shape, expected: Shape, *, layout: bool) -> ShapeReport:
-    """The differences of `live` from `expected`; `layout` also compares partitioning and clustering."""
+def compare(
+    table: str, colour: Colour, live: Shape, expected: Shape, *, layout: bool,
+    converted_in_place: dict[str, str] | None = None,
+) -> ShapeReport:
+    """The differences of `live` from `expected`; `layout` also compares partitioning and clustering.
+    `converted_in_place` maps a column to an earlier type of it that the warehouse converts itself."""
+    earlier = {name.lower(): _normal(kind) for name, kind in (converted_in_place or {}).items()}
     optional = {c.name.lower(): c for c in colour.columns if not c.in_csv}
     live_columns = {name.lower(): (name, kind) for name, kind in live.columns.items()}
     differences, to_add = [], []
@@ -68,7 +81,7 @@ def compare(table: str, colour: Colour, live: Shape, expected: Shape, *, layout:
                 to_add.append(optional[name.lower()])
             else:
                 differences.append(f"column {name} {kind} is missing")
-        elif _normal(live_columns[name.lower()][1]) != _normal(kind):
+        elif _normal(live_columns[name.lower()][1]) not in {_normal(kind), earlier.get(name.lower())}:
             differences.append(f"column {name} is {live_columns[name.lower()][1]}, expected {kind}")
     expected_names = {name.lower() for name in expected.columns}
     differences += [
@@ -98,6 +111,8 @@ def foreign_table_message(colour: Colour, report: ShapeReport) -> str:
     lines += [f"  - {difference}" for difference in report.differences]
     if report.looks_like_kestra:
         lines.append("It looks like the table the course's Kestra flow made (its ids are 16-byte MD5s).")
+    elif report.has_hex_ids:
+        lines.append("It looks like this project's earlier layout, whose ids were 32 hex characters.")
     lines += [
         "Two ways out:",
         (f"  1. keep its rows: `{ADOPT_COMMAND.format(colour=colour.name)}` converts it in place to "
@@ -165,10 +180,10 @@ class Conversion:
     def describe(self) -> str | None:
         if self.source is None:
             return f"{self.column}: added, {self.kind}, NULL in the adopted rows"
+        if self.column == "unique_row_id":  # converted whatever its type: the bytes' order is ours
+            return f"{self.column}: {self.source_kind} -> {self.kind} (the same MD5, as this project's 16-byte id)"
         if _normal(self.source_kind or "") == _normal(self.kind):
             return None
-        if self.column == "unique_row_id":
-            return f"{self.column}: {self.source_kind} -> {self.kind} (the same MD5, in lower-case hex)"
         return f"{self.column}: {self.source_kind} -> {self.kind}"
 
 
