@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,15 +117,26 @@ def _download_once(
     file_name = url.rsplit("/", 1)[-1]
     md5 = hashlib.md5()
     size = 0
-    with _open(url, file_name, timeout_s) as response, open(dest, "wb") as out:
+    # The validator reads chunk i on a second core while this thread receives, hashes and writes
+    # chunk i+1: inflating, hashing and the socket all release the GIL (0.7 s of a 160 MiB month).
+    # One chunk in flight, so the bytes are fed in order and a bad one stops the download.
+    with (
+        _open(url, file_name, timeout_s) as response, open(dest, "wb") as out,
+        ThreadPoolExecutor(1, thread_name_prefix="validate") as validating,
+    ):
         published = _published(response)
+        fed = None
         while chunk := _read(response):
-            validator.feed(chunk)
+            if fed is not None:
+                fed.result()  # raises the validator's error, if any
+            fed = validating.submit(validator.feed, chunk)
             md5.update(chunk)
             out.write(chunk)
             size += len(chunk)
             if size % _PROGRESS_EVERY < len(chunk):
                 progress(f"{file_name}: {size / 2**20:,.0f} MiB downloaded")
+        if fed is not None:
+            fed.result()
         _check_complete(published, size)
     validated = validator.finish(dest)
     return Download(url, size, validated.data_rows, md5.hexdigest(), attempt, published, validated.details)
