@@ -43,6 +43,16 @@ def test_several_gzip_members_are_one_file():
     assert _rows("", gz=gz) == 3
 
 
+def test_members_that_inflate_to_many_pieces_count_every_row_whatever_the_chunks():
+    """Each member inflates to ~2.3 MB, many of the validator's 256 KiB pieces, highly compressed
+    (a 1 MiB chunk holds far more than one piece of output); a blank line sits inside each."""
+    rows = 30_000
+    member = gzip.compress(f"{HEADER}\r\n".encode() + f"{ROW}\r\n".encode() * rows + b"\r\n")
+    more = gzip.compress(f"{ROW}\r\n".encode() * rows + b"\n" + f"{ROW}\r\n".encode() * 7)
+    for chunk in (1 << 20, 65_536, 4_099, len(member) + len(more)):
+        assert _rows("", chunk=chunk, gz=member + more) == 2 * rows + 7
+
+
 @pytest.mark.parametrize(
     ("header", "message"),
     [

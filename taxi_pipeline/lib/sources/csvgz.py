@@ -18,6 +18,7 @@ __all__ = ["CsvGzipValidator", "CsvStats", "InvalidFileError"]
 _BOM = "\ufeff"
 _HTML_MARKERS = (b"<!doctype html", b"<html", b"<?xml", b"<head")
 _MAX_HEADER_BYTES = 64 * 1024
+_MAX_INFLATED = 256 * 1024
 # A newline followed by an empty line; the lookahead lets "\n\n\n" count as two blank lines, and
 # its group says where the blank line ends.
 _BLANK_LINE = re.compile(rb"\n(?=(\r?\n))")
@@ -73,16 +74,27 @@ class CsvGzipValidator:
             self._magic_checked = True
             chunk, self._prefix = self._prefix, b""
         self._compressed_seen += len(chunk)
-        while chunk:
+        self._inflate(chunk)
+
+    def _inflate(self, chunk: bytes) -> None:
+        """Inflates `chunk` in pieces of at most `_MAX_INFLATED` bytes. Small pieces reuse the same
+        memory; 4 MiB ones were fresh pages each time (0.4 s of page faults in a 700 MB month)."""
+        while True:
             try:
-                data = self._inflater.decompress(chunk)
+                data = self._inflater.decompress(chunk, _MAX_INFLATED)
             except isal_zlib.error as exc:
                 raise self._error(f"corrupt gzip data ({exc})") from exc
             self._consume(data)
-            # A gzip file may hold several members; each one needs a fresh inflater.
-            chunk = self._inflater.unused_data if self._inflater.eof else b""
-            if chunk:
+            if self._inflater.eof:
+                chunk = self._inflater.unused_data
+                if not chunk:
+                    return
+                # A gzip file may hold several members; each one needs a fresh inflater.
                 self._inflater = isal_zlib.decompressobj(wbits=31)
+            else:
+                chunk = self._inflater.unconsumed_tail
+                if not chunk and len(data) < _MAX_INFLATED:
+                    return  # every byte read and every byte out; a full piece may have more pending
 
     def finish(self) -> CsvStats:
         if not self._magic_checked:
