@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import random
+import re
 
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline.lib.sources.csvgz import CsvGzipValidator, InvalidFileError
+from taxi_pipeline.lib.sources.csvgz import CsvGzipValidator, InvalidFileError, _count_lines
 
 HEADER = ",".join(GREEN.header)
 ROW = "2,2020-04-01 00:44:02,2020-04-01 00:52:23,N,1,42,41,1,1.56,7.5,0.5,0.5,0,0,,0.3,8.8,2,1,0"
@@ -66,3 +68,19 @@ def test_a_wrong_header_says_what_differs(header, message):
         _rows(f"{header}\r\n{ROW}\r\n")
     assert caught.value.line == 1 and message in str(caught.value)
     assert str(caught.value).startswith("f.csv.gz, line 1: header does not match")
+
+
+def test_lines_are_counted_the_same_however_the_text_is_cut():
+    """The vectorised count against a plain one, on random text of newlines, CRs and letters cut
+    into random pieces (a blank line split across pieces is counted once)."""
+    rng = random.Random(7)
+    for _ in range(2_000):
+        text = bytes(rng.choice(b"\n\n\ra,") for _ in range(rng.randrange(0, 40)))
+        blank = len(re.findall(rb"\n(?=\r?\n)", text))
+        newlines, blanks, tail, start = 0, 0, b"", 0
+        while start < len(text):
+            end = start + rng.randrange(1, 6)
+            counted = _count_lines(tail, text[start:end])
+            newlines, blanks = newlines + counted[0], blanks + counted[1]
+            tail, start = (tail + text[start:end])[-2:], end
+        assert (newlines, blanks) == (text.count(b"\n"), blank), text
