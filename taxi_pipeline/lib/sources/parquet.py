@@ -8,13 +8,14 @@ the row count and the schema. The footer is a few KiB: nothing else of the month
 from __future__ import annotations
 
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from taxi_pipeline.lib.colours import Colour, LogicalType
 from taxi_pipeline.lib.raw_file import FileColumn, layout_to_json
 from taxi_pipeline.lib.sources.base import InvalidFileError, Validated
+
+if TYPE_CHECKING:  # pyarrow itself is imported where a footer is read: 0.1 s of every process
+    import pyarrow as pa  # start (a run, the CLI, a code server) that never reads one
 
 MAGIC = b"PAR1"
 
@@ -31,6 +32,8 @@ ACCEPTED_KINDS = {
 
 def type_kind(arrow_type: pa.DataType) -> str | None:
     """The kind of an Arrow type, or None for a type this pipeline does not load."""
+    import pyarrow as pa
+
     if pa.types.is_null(arrow_type):
         return "null"
     if pa.types.is_integer(arrow_type):
@@ -73,6 +76,9 @@ class ParquetValidator:
                     f"truncated: the file starts as Parquet but has no PAR1 footer magic at the end "
                     f"({size:,} bytes); the download or the upload at the source was cut short",
                 )
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         try:
             parquet = pq.ParquetFile(path)
             schema = parquet.schema_arrow

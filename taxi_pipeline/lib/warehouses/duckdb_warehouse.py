@@ -92,7 +92,8 @@ class DuckDBWarehouse:
                 if raw.format == "parquet":  # error() of a typed_value, or a corrupt page
                     raise InvalidFileError(raw.file_name, str(exc).splitlines()[0]) from exc
                 raise _csv_error(raw.file_name, exc) from exc
-            con.execute(number)
+            with self._aggregating(con):
+                con.execute(number)
             if fingerprint is not None:
                 con.execute(sql.comment_on_table(self.dataset, building, fingerprint))
             # Renamed when complete, so the merge never publishes a half-built month; building it
@@ -150,9 +151,10 @@ class DuckDBWarehouse:
             self._ensure_layout(con, colour)
             if not self._exists(con, published):
                 return MonthStats(0, 0)
-            [(rows, distinct)] = con.execute(
-                sql.month_stats(self.dataset, published, len(month_file_names)), sql.month_params(month_file_names)
-            ).fetchall()
+            with self._aggregating(con):
+                [(rows, distinct)] = con.execute(
+                    sql.month_stats(self.dataset, published, len(month_file_names)), sql.month_params(month_file_names)
+                ).fetchall()
         return MonthStats(rows, distinct)
 
     def loaded_months(self, colour: Colour) -> dict[dt.date, int]:
@@ -256,6 +258,17 @@ class DuckDBWarehouse:
         params = {"dataset": self.dataset, "name": name, "column": "unique_row_id"}
         found = con.execute(sql.column_type(), params).fetchall()
         return found[0][0] if found else None
+
+    @contextlib.contextmanager
+    def _aggregating(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """One thread more for a hash aggregate over a month's ids (the numbering of copies, the
+        check's distinct count). Measured on 2 cores and 7.7M ids: 0.5 s with 2 threads, 0.25 s
+        with 3, in any memory limit; the bulk load itself keeps `threads`, as DuckDB's default."""
+        con.execute(f"SET threads = {int(self.threads) + 1}")
+        try:
+            yield
+        finally:
+            con.execute(f"SET threads = {int(self.threads)}")
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
