@@ -204,7 +204,8 @@ class DuckDBWarehouse:
         kind = self._relation_type(con, colour.main_table)
         if kind == "BASE TABLE":
             self._convert_legacy_table(con, colour)
-        hex_ids = [name for name in self._tables_with_rows(con, colour) if self._id_type(con, name) == sql.HEX_ID_TYPE]
+        tables = self._month_and_staged_tables(con, colour)
+        hex_ids = [name for name in tables if self._id_type(con, name) == sql.HEX_ID_TYPE]
         if hex_ids:
             self._convert_hex_ids(con, colour, hex_ids)
         elif kind is None:
@@ -249,7 +250,7 @@ class DuckDBWarehouse:
         self._publish_view(con, colour)
         con.execute("COMMIT")
 
-    def _tables_with_rows(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> list[str]:
+    def _month_and_staged_tables(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> list[str]:
         """Month tables, published or staged and waiting for the merge."""
         params = {"dataset": self.dataset, "pattern": f"{colour.month_table_pattern}(__next)?"}
         return [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
