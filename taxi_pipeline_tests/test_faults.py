@@ -208,6 +208,26 @@ def test_a_server_that_keeps_stalling_fails_clearly_after_the_retries(home, serv
     assert len(served.requests) == 3, message
 
 
+def _stall_after_a_chunk(handler, path: Path) -> bool:
+    """The first MiB (one download chunk) and a little more, then nothing."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(path.stat().st_size))
+    handler.end_headers()
+    handler.wfile.write(path.read_bytes()[: 2**20 + 1000])
+    handler.wfile.flush()
+    time.sleep(1.5)
+    return True
+
+
+def test_an_error_page_whose_connection_then_stalls_is_a_bad_file_not_a_network_fault(home, served):
+    """The validator checks a chunk while the next one is read: its verdict on the bytes it has
+    wins over the stall that follows, so the page is named and not downloaded again."""
+    served.month_file.write_bytes(b"<!DOCTYPE html><html><body>" + b"<p>Service unavailable</p>" * 150_000)
+    served.faults.extend([_stall_after_a_chunk] * 3)
+    message = _assert_fails_and_nothing_changes(home, served, "got an HTML page", timeout_s=0.3)
+    assert len(served.requests) == 1, message
+
+
 # --- process faults -----------------------------------------------------------------------------
 
 _MERGE_KILLED_AT_COMMIT = """

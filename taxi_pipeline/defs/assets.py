@@ -34,8 +34,9 @@ def table_schema(colour: Colour) -> dg.TableSchema:
         columns=[
             dg.TableColumn(
                 "unique_row_id", "16 bytes",
-                description="MD5 of the file name and the row's fields (copies numbered apart): UHUGEINT in "
-                "DuckDB, BYTES in BigQuery; in hex, printf('%032x', unique_row_id) and TO_HEX(unique_row_id)",
+                description="MD5 of the file name and the row's fields (copies numbered apart), as DuckDB's "
+                "md5_number reads it: UHUGEINT in DuckDB, BYTES in BigQuery; in hex, printf('%032x', "
+                "unique_row_id) and TO_HEX(unique_row_id) (the MD5's bytes reversed, not md5()'s hex)",
             ),
             dg.TableColumn("filename", "STRING"),
         ]

@@ -126,17 +126,25 @@ def _download_once(
     ):
         published = _published(response)
         fed = None
-        while chunk := _read(response):
+        try:
+            while chunk := _read(response):
+                if fed is not None:
+                    fed.result()  # raises the validator's error, if any
+                fed = validating.submit(validator.feed, chunk)
+                md5.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                if size % _PROGRESS_EVERY < len(chunk):
+                    progress(f"{file_name}: {size / 2**20:,.0f} MiB downloaded")
             if fed is not None:
-                fed.result()  # raises the validator's error, if any
-            fed = validating.submit(validator.feed, chunk)
-            md5.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-            if size % _PROGRESS_EVERY < len(chunk):
-                progress(f"{file_name}: {size / 2**20:,.0f} MiB downloaded")
-        if fed is not None:
-            fed.result()
+                fed.result()
+        except Exception as exc:
+            # What the bytes already read say wins: an HTML page whose connection then stalls is
+            # a bad file (not retried), not a network fault.
+            found = fed.exception() if fed is not None else None
+            if found is not None and found is not exc:
+                raise found from exc
+            raise
         _check_complete(published, size)
     validated = validator.finish(dest)
     return Download(url, size, validated.data_rows, md5.hexdigest(), attempt, published, validated.details)

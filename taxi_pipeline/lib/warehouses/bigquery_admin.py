@@ -14,7 +14,13 @@ from google.cloud import bigquery
 
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.identifiers import validate_identifier
-from taxi_pipeline.lib.warehouses.bigquery_sql import ID_TYPE, TYPES, id_from_hex_digest, validate_project
+from taxi_pipeline.lib.warehouses.bigquery_sql import (
+    ID_TYPE,
+    TYPES,
+    checked_id_from_hex_digest,
+    id_from_hex_digest,
+    validate_project,
+)
 from taxi_pipeline.lib.warehouses.shape import (
     AdoptError,
     AdoptResult,
@@ -136,13 +142,18 @@ def adopt(ds: Dataset, colour: Colour, *, keep_backup: bool = False) -> AdoptRes
     _refuse_unusable_rows(ds, main, report.table)
     before = _rows_per_file(ds, main)
     ds.client.delete_table(ds.table_id(adopting), not_found_ok=True)  # an earlier attempt's
-    ds.query(create_converted(ds, colour, main, adopting, conversions))
+    # Kestra's BYTES are the MD5 in its own byte order; a BYTES id of a table with `file_month`
+    # is this project's already (only the table's layout differs) and is kept as it is.
+    kestra = report.looks_like_kestra
+    ds.query(create_converted(ds, colour, main, adopting, conversions, kestra_ids=kestra))
     _verify(ds, colour, adopting, before, kept=None)
     _swap(ds, main, adopting, backup)
     _verify(ds, colour, main, before, kept=ds.table_id(backup))
     if not keep_backup:
         ds.client.delete_table(ds.table_id(backup))
     changes = [c.describe() for c in conversions]
+    if kestra:
+        changes.insert(0, "unique_row_id: Kestra's MD5 (BYTES), its bytes put in this project's order")
     if "file_month" not in {name.lower() for name in report.live.columns}:
         changes.append(f"file_month: added, derived from filename; partitioned by {PARTITIONING}, "
                        "clustered by unique_row_id")
@@ -151,29 +162,29 @@ def adopt(ds: Dataset, colour: Colour, *, keep_backup: bool = False) -> AdoptRes
 
 
 def create_converted(
-    ds: Dataset, colour: Colour, source: str, target: str, conversions: list[Conversion],
+    ds: Dataset, colour: Colour, source: str, target: str, conversions: list[Conversion], *, kestra_ids: bool,
 ) -> str:
     """CREATE TABLE ... AS SELECT in this project's layout (NOT NULL ids, file_month partitions)."""
     required = {"unique_row_id", "filename", "file_month"}
     spec = ", ".join(f"{_q(name)} {kind}{' NOT NULL' if name in required else ''}"
                      for name, kind in expected_shape(colour).columns.items())
-    values = ", ".join(f"{_converted(c)} AS {_q(c.column)}" for c in conversions)
+    values = ", ".join(f"{_converted(c, kestra_ids)} AS {_q(c.column)}" for c in conversions)
     return (
         f"CREATE TABLE {ds.sql(target)} ({spec}) PARTITION BY file_month CLUSTER BY unique_row_id "
         f"AS SELECT {values}, {_FILE_MONTH} AS file_month FROM {ds.sql(source)}"
     )
 
 
-def _converted(c: Conversion) -> str:
+def _converted(c: Conversion, kestra_ids: bool) -> str:
     if c.source is None:
         return f"CAST(NULL AS {c.kind})"
     if c.column == "unique_row_id":
         # Kestra's ids are the 16 bytes of an MD5, the earlier layout's its hex digits; this
         # project's are the same 16 bytes, least significant first (see `bigquery_sql.row_id`).
         if c.source_kind == "BYTES":
-            return id_from_hex_digest(f"TO_HEX({_q(c.source)})")
+            return id_from_hex_digest(f"TO_HEX({_q(c.source)})") if kestra_ids else _q(c.source)
         if c.source_kind == "STRING":
-            return id_from_hex_digest(_q(c.source))
+            return checked_id_from_hex_digest(_q(c.source))
         raise AdoptError(f"unique_row_id is {c.source_kind}: adopt converts BYTES or STRING ids only")
     if c.source_kind == c.kind:
         return _q(c.source)

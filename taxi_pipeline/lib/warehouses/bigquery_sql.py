@@ -113,6 +113,15 @@ def id_from_hex_digest(digits: str) -> str:
     return f"FROM_HEX(REGEXP_REPLACE(REVERSE(LOWER({digits})), r'(.)(.)', r'\\2\\1'))"
 
 
+def checked_id_from_hex_digest(digits: str) -> str:
+    """As `id_from_hex_digest`, failing on text that is not 32 hex digits (FROM_HEX would make a
+    shorter id of it): for ids read from a table, not made here."""
+    message = f"CONCAT('unique_row_id ', IFNULL({digits}, 'NULL'), ' is not an MD5 in 32 hex digits')"
+    return (
+        f"IF(REGEXP_CONTAINS(LOWER({digits}), r'^[0-9a-f]{{32}}$'), {id_from_hex_digest(digits)}, ERROR({message}))"
+    )
+
+
 def typed_value(column: Column, found: FileColumn) -> str:
     """As `duckdb_sql.typed_value`: one representation whatever type the file's era used."""
     target = TYPES[column.type]

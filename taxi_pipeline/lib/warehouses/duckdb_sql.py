@@ -139,7 +139,8 @@ def id_from_hex_digest(value: str, where: str) -> str:
     """An MD5 written in hex (the earlier layout's ids, a Kestra BLOB's `hex`) as this layout's id:
     its bytes read least significant first, as `md5_number` reads them (`rowid.from_hex_digest`)."""
     digits = f"lower({value})"
-    little_endian = f"regexp_replace(reverse({digits}), '(.)(.)', '\\2\\1', 'g')"
+    # The 16 pairs of digits in reverse order: 5x faster than a regex swap (1.8 s vs 9.7 s of 7.7M ids).
+    little_endian = "concat(" + ", ".join(f"substr({digits}, {i}, 2)" for i in range(31, 0, -2)) + ")"
     message = f"'{where}: unique_row_id ' || {digits} || ' is not an MD5 in 32 hex digits'"
     return (
         f"CASE WHEN regexp_full_match({digits}, '[0-9a-f]{{32}}') THEN CAST('0x' || {little_endian} AS {ID_TYPE}) "
@@ -161,6 +162,15 @@ def column_type() -> str:
     return (
         "SELECT data_type FROM information_schema.columns "
         "WHERE table_schema = $dataset AND table_name = $name AND column_name = $column"
+    )
+
+
+def tables_with_hex_ids() -> str:
+    """The tables whose names match $pattern and whose ids are still hex text, in one query (one
+    per table took 0.2 s at 120 months, on every step). Binds $dataset and $pattern."""
+    return (
+        "SELECT table_name FROM duckdb_columns() WHERE schema_name = $dataset AND column_name = 'unique_row_id' "
+        f"AND data_type = '{HEX_ID_TYPE}' AND regexp_full_match(table_name, $pattern) ORDER BY table_name"
     )
 
 

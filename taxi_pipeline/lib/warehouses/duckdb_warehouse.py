@@ -204,8 +204,8 @@ class DuckDBWarehouse:
         kind = self._relation_type(con, colour.main_table)
         if kind == "BASE TABLE":
             self._convert_legacy_table(con, colour)
-        tables = self._month_and_staged_tables(con, colour)
-        hex_ids = [name for name in tables if self._id_type(con, name) == sql.HEX_ID_TYPE]
+        params = {"dataset": self.dataset, "pattern": f"{colour.month_table_pattern}(__next)?"}
+        hex_ids = [name for (name,) in con.execute(sql.tables_with_hex_ids(), params).fetchall()]
         if hex_ids:
             self._convert_hex_ids(con, colour, hex_ids)
         elif kind is None:
@@ -241,7 +241,9 @@ class DuckDBWarehouse:
         """Ids of the earlier layout (the MD5 in 32 hex digits, 18 bytes a row on disk) made the
         16-byte number this layout stores, in one transaction. The same MD5, so a first copy's id
         is what a load gives it now; a later copy's differs from a fresh load's, but stays
-        distinct (the conversion is one-to-one), and the month's next load replaces it anyway."""
+        distinct (the conversion is one-to-one), and the month's next load replaces it anyway.
+        It holds the file while it runs, ~15 s a yellow month (DuckDB rewrites the table), once:
+        other runs wait for it, up to `lock_timeout_s`."""
         self.log(f"converting the hex unique_row_id of {len(names)} {colour.name} table(s) to 16-byte numbers "
                  "(once; keeps every row)")
         con.execute("BEGIN TRANSACTION")
@@ -249,11 +251,6 @@ class DuckDBWarehouse:
             con.execute(sql.convert_ids(self.dataset, name))
         self._publish_view(con, colour)
         con.execute("COMMIT")
-
-    def _month_and_staged_tables(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> list[str]:
-        """Month tables, published or staged and waiting for the merge."""
-        params = {"dataset": self.dataset, "pattern": f"{colour.month_table_pattern}(__next)?"}
-        return [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
 
     def _id_type(self, con: duckdb.DuckDBPyConnection, name: str) -> str | None:
         params = {"dataset": self.dataset, "name": name, "column": "unique_row_id"}

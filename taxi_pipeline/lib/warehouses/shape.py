@@ -180,10 +180,10 @@ class Conversion:
     def describe(self) -> str | None:
         if self.source is None:
             return f"{self.column}: added, {self.kind}, NULL in the adopted rows"
-        if self.column == "unique_row_id":  # converted whatever its type: the bytes' order is ours
-            return f"{self.column}: {self.source_kind} -> {self.kind} (the same MD5, as this project's 16-byte id)"
         if _normal(self.source_kind or "") == _normal(self.kind):
             return None
+        if self.column == "unique_row_id":
+            return f"{self.column}: {self.source_kind} -> {self.kind} (the same MD5, as this project's 16-byte id)"
         return f"{self.column}: {self.source_kind} -> {self.kind}"
 
 
