@@ -18,6 +18,7 @@ from taxi_pipeline.lib.warehouses.bigquery_sql import (
     ID_TYPE,
     TYPES,
     checked_id_from_hex_digest,
+    q,
     id_from_hex_digest,
     validate_project,
 )
@@ -68,10 +69,6 @@ class Dataset:
         except google_errors.NotFound:
             return {}
         return {t.table_id: "view" if t.table_type == "VIEW" else "table" for t in found}
-
-
-def _q(name: str) -> str:
-    return f"`{validate_identifier('column', name)}`"
 
 
 def expected_shape(colour: Colour) -> Shape:
@@ -166,9 +163,9 @@ def create_converted(
 ) -> str:
     """CREATE TABLE ... AS SELECT in this project's layout (NOT NULL ids, file_month partitions)."""
     required = {"unique_row_id", "filename", "file_month"}
-    spec = ", ".join(f"{_q(name)} {kind}{' NOT NULL' if name in required else ''}"
+    spec = ", ".join(f"{q(name)} {kind}{' NOT NULL' if name in required else ''}"
                      for name, kind in expected_shape(colour).columns.items())
-    values = ", ".join(f"{_converted(c, kestra_ids)} AS {_q(c.column)}" for c in conversions)
+    values = ", ".join(f"{_converted(c, kestra_ids)} AS {q(c.column)}" for c in conversions)
     return (
         f"CREATE TABLE {ds.sql(target)} ({spec}) PARTITION BY file_month CLUSTER BY unique_row_id "
         f"AS SELECT {values}, {_FILE_MONTH} AS file_month FROM {ds.sql(source)}"
@@ -182,23 +179,23 @@ def _converted(c: Conversion, kestra_ids: bool) -> str:
         # Kestra's ids are the 16 bytes of an MD5, the earlier layout's its hex digits; this
         # project's are the same 16 bytes, least significant first (see `bigquery_sql.row_id`).
         if c.source_kind == "BYTES":
-            return id_from_hex_digest(f"TO_HEX({_q(c.source)})") if kestra_ids else _q(c.source)
+            return id_from_hex_digest(f"TO_HEX({q(c.source)})") if kestra_ids else q(c.source)
         if c.source_kind == "STRING":
-            return checked_id_from_hex_digest(_q(c.source))
+            return checked_id_from_hex_digest(q(c.source))
         raise AdoptError(f"unique_row_id is {c.source_kind}: adopt converts BYTES or STRING ids only")
     if c.source_kind == c.kind:
-        return _q(c.source)
-    return f"CAST({_q(c.source)} AS {c.kind})"
+        return q(c.source)
+    return f"CAST({q(c.source)} AS {c.kind})"
 
 
 def _swap(ds: Dataset, main: str, adopting: str, backup: str) -> None:
     """Two renames; if the second fails, the first is undone, so the main table is never missing
     for longer than a rename (stop the colour's runs while adopting)."""
-    ds.query(f"ALTER TABLE {ds.sql(main)} RENAME TO {_q(backup)}")
+    ds.query(f"ALTER TABLE {ds.sql(main)} RENAME TO {q(backup)}")
     try:
-        ds.query(f"ALTER TABLE {ds.sql(adopting)} RENAME TO {_q(main)}")
+        ds.query(f"ALTER TABLE {ds.sql(adopting)} RENAME TO {q(main)}")
     except google_errors.GoogleAPIError:
-        ds.query(f"ALTER TABLE {ds.sql(backup)} RENAME TO {_q(main)}")
+        ds.query(f"ALTER TABLE {ds.sql(backup)} RENAME TO {q(main)}")
         raise
 
 

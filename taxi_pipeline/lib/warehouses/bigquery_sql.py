@@ -42,13 +42,14 @@ def table(project: str, dataset: str, name: str) -> str:
     return f"`{table_id(project, dataset, name)}`"
 
 
-def _column(name: str) -> str:
+def q(name: str) -> str:
+    """A validated, quoted column name."""
     return f"`{validate_identifier('column', name)}`"
 
 
 def create_main_table(project: str, dataset: str, colour: Colour) -> str:
     """Partitioned by the file's month and clustered by id, so a month's merge scans one partition."""
-    columns = ", ".join(f"{_column(c.name)} {TYPES[c.type]}" for c in colour.columns)
+    columns = ", ".join(f"{q(c.name)} {TYPES[c.type]}" for c in colour.columns)
     return (
         f"CREATE TABLE IF NOT EXISTS {table(project, dataset, colour.main_table)} "
         f"(unique_row_id {ID_TYPE} NOT NULL, filename STRING NOT NULL, {columns}, file_month DATE NOT NULL) "
@@ -60,16 +61,16 @@ def add_column(project: str, dataset: str, colour: Colour, column: Column) -> st
     """A column the TLC added later, added in place to a table made before it was known."""
     return (
         f"ALTER TABLE {table(project, dataset, colour.main_table)} "
-        f"ADD COLUMN IF NOT EXISTS {_column(column.name)} {TYPES[column.type]}"
+        f"ADD COLUMN IF NOT EXISTS {q(column.name)} {TYPES[column.type]}"
     )
 
 
 def create_staging_table(project: str, dataset: str, colour: Colour, staging: str, raw: str) -> str:
     """Typed staging table with ids, from the all-STRING load of a CSV: ids of the raw text, then
     the types. Binds @filename and @file_month. Columns the CSVs never had are NULL."""
-    raw_text = ", ".join(f"IFNULL({_column(c.name)}, '')" for c in colour.csv_columns)
+    raw_text = ", ".join(f"IFNULL({q(c.name)}, '')" for c in colour.csv_columns)
     typed = ", ".join(
-        f"CAST({_column(c.name) if c.in_csv else 'NULL'} AS {TYPES[c.type]}) AS {_column(c.name)}"
+        f"CAST({q(c.name) if c.in_csv else 'NULL'} AS {TYPES[c.type]}) AS {q(c.name)}"
         for c in colour.columns
     )
     return _numbered_staging(project, dataset, staging, f"SELECT * FROM {table(project, dataset, raw)}", raw_text, typed)
@@ -81,9 +82,9 @@ def create_staging_from_parquet(
     """Typed staging table with ids, from the load of a Parquet file in its own types: the types
     first, then ids of the typed values' canonical text. Binds @filename and @file_month."""
     by_name = {c.name: c for c in layout}
-    typed = ", ".join(f"{typed_value(c, by_name[c.name])} AS {_column(c.name)}" for c in colour.columns)
-    text = ", ".join(f"IFNULL({canonical_text(c.type, _column(c.name))}, '')" for c in colour.columns)
-    columns = ", ".join(_column(c.name) for c in colour.columns)
+    typed = ", ".join(f"{typed_value(c, by_name[c.name])} AS {q(c.name)}" for c in colour.columns)
+    text = ", ".join(f"IFNULL({canonical_text(c.type, q(c.name))}, '')" for c in colour.columns)
+    columns = ", ".join(q(c.name) for c in colour.columns)
     return _numbered_staging(project, dataset, staging, f"SELECT {typed} FROM {table(project, dataset, raw)}", text, columns)
 
 
@@ -127,7 +128,7 @@ def typed_value(column: Column, found: FileColumn) -> str:
     target = TYPES[column.type]
     if found.kind in ("missing", "null"):
         return f"CAST(NULL AS {target})"
-    source = _column(found.source)
+    source = q(found.source)
     if found.kind == "float" and column.type in (LogicalType.STRING, LogicalType.INTEGER):
         message = f"CONCAT('column {found.source}: ', CAST({source} AS STRING), ' is not a whole number')"
         return f"CAST(IF({source} = TRUNC({source}), CAST({source} AS INT64), ERROR({message})) AS {target})"
@@ -150,9 +151,9 @@ def first_bad_value(project: str, dataset: str, colour: Colour, raw: str) -> str
     """For an error message: one value per typed column that does not cast (the load keeps no
     line numbers, so the row's fields identify it)."""
     checks = " UNION ALL ".join(
-        f"(SELECT '{c.name}' AS column_name, '{c.type.value}' AS expected, {_column(c.name)} AS value "
-        f"FROM {table(project, dataset, raw)} WHERE {_column(c.name)} IS NOT NULL "
-        f"AND SAFE_CAST({_column(c.name)} AS {TYPES[c.type]}) IS NULL LIMIT 1)"
+        f"(SELECT '{c.name}' AS column_name, '{c.type.value}' AS expected, {q(c.name)} AS value "
+        f"FROM {table(project, dataset, raw)} WHERE {q(c.name)} IS NOT NULL "
+        f"AND SAFE_CAST({q(c.name)} AS {TYPES[c.type]}) IS NULL LIMIT 1)"
         for c in colour.csv_columns if c.type is not LogicalType.STRING
     )
     return f"SELECT * FROM ({checks}) LIMIT 1"
@@ -163,8 +164,8 @@ def merge_month(project: str, dataset: str, colour: Colour, staging: str) -> str
     (rows that left it, or another source's file of the month). Binds @file_month; the partition
     filter in ON keeps the scan to the month's partition."""
     columns = ["unique_row_id", "filename", *(c.name for c in colour.columns), "file_month"]
-    names = ", ".join(_column(c) for c in columns)
-    values = ", ".join(f"S.{_column(c)}" for c in columns)
+    names = ", ".join(q(c) for c in columns)
+    values = ", ".join(f"S.{q(c)}" for c in columns)
     return (
         f"MERGE {table(project, dataset, colour.main_table)} T USING {table(project, dataset, staging)} S "
         "ON T.file_month = @file_month AND T.unique_row_id = S.unique_row_id "

@@ -17,8 +17,7 @@ from pathlib import Path
 import duckdb
 
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.identifiers import validate_identifier
-from taxi_pipeline.lib.warehouses.duckdb_sql import HEX_ID_TYPE, ID_TYPE, TYPES, id_from_hex_digest
+from taxi_pipeline.lib.warehouses.duckdb_sql import HEX_ID_TYPE, ID_TYPE, TYPES, id_from_hex_digest, q, table
 from taxi_pipeline.lib.warehouses.lock_wait import is_lock_conflict, locked_message
 from taxi_pipeline.lib.warehouses.shape import (
     AdoptError,
@@ -38,14 +37,6 @@ class WarehouseLockedError(RuntimeError):
     """Another process holds the DuckDB file; the message names it."""
 
 
-def _q(name: str) -> str:
-    return '"' + validate_identifier("identifier", name) + '"'
-
-
-def _table(dataset: str, name: str) -> str:
-    return f"{_q(dataset)}.{_q(name)}"
-
-
 def expected_shape(colour: Colour) -> Shape:
     return Shape(expected_columns(colour, TYPES, ID_TYPE))
 
@@ -55,9 +46,9 @@ def main_table_report(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colo
     live = table_columns(con, dataset, colour.main_table)
     if not live:
         return None
-    table = f"{dataset}.{colour.main_table}"
+    shown = f"{dataset}.{colour.main_table}"
     # The warehouse converts the earlier layouts' hex ids itself, on first use.
-    return compare(table, colour, Shape(live), expected_shape(colour), layout=False,
+    return compare(shown, colour, Shape(live), expected_shape(colour), layout=False,
                    converted_in_place={"unique_row_id": HEX_ID_TYPE})
 
 
@@ -81,7 +72,7 @@ def relations(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str]:
 
 
 def count_rows(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> int:
-    [(rows,)] = con.execute(f"SELECT count(*) FROM {_table(dataset, name)}").fetchall()
+    [(rows,)] = con.execute(f"SELECT count(*) FROM {table(dataset, name)}").fetchall()
     return rows
 
 
@@ -90,7 +81,7 @@ def table_bytes(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> int:
     [(blocks,)] = con.execute(
         "SELECT count(DISTINCT block) FROM (SELECT unnest(list_prepend(block_id, additional_block_ids)) "
         "AS block FROM pragma_storage_info($name)) WHERE block >= 0",
-        {"name": f"{_q(dataset)}.{_q(name)}"},
+        {"name": f"{q(dataset)}.{q(name)}"},
     ).fetchall()
     [(block_size,)] = con.execute("SELECT block_size FROM pragma_database_size() LIMIT 1").fetchall()
     return blocks * block_size
@@ -99,7 +90,7 @@ def table_bytes(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> int:
 def file_counts(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> list[tuple[str, int, int]]:
     """Rows and distinct ids per `filename`: what `counts` prints."""
     return con.execute(
-        f"SELECT filename, count(*), count(DISTINCT unique_row_id) FROM {_table(dataset, name)} "
+        f"SELECT filename, count(*), count(DISTINCT unique_row_id) FROM {table(dataset, name)} "
         "GROUP BY ALL ORDER BY filename"
     ).fetchall()
 
@@ -110,7 +101,7 @@ def drop_relations(con: duckdb.DuckDBPyConnection, dataset: str, names: list[str
     con.execute("BEGIN TRANSACTION")
     for name in names:
         if name in kinds:
-            con.execute(f"DROP {'VIEW' if kinds[name] == 'view' else 'TABLE'} {_table(dataset, name)}")
+            con.execute(f"DROP {'VIEW' if kinds[name] == 'view' else 'TABLE'} {table(dataset, name)}")
     con.execute("COMMIT")
 
 
@@ -181,14 +172,14 @@ def adopt(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> Adopt
     adopting = colour.main_table + ADOPTING_SUFFIX
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DROP TABLE IF EXISTS {_table(dataset, adopting)}")
+        con.execute(f"DROP TABLE IF EXISTS {table(dataset, adopting)}")
         con.execute(create_table(dataset, colour, adopting))
         con.execute(insert_converted(dataset, colour.main_table, adopting, conversions))
         after = _rows_per_file(con, dataset, adopting)
         if after != before:
             raise AdoptError(f"{report.table}: the converted rows per file {after} differ from {before}")
-        con.execute(f"DROP TABLE {_table(dataset, colour.main_table)}")
-        con.execute(f"ALTER TABLE {_table(dataset, adopting)} RENAME TO {_q(colour.main_table)}")
+        con.execute(f"DROP TABLE {table(dataset, colour.main_table)}")
+        con.execute(f"ALTER TABLE {table(dataset, adopting)} RENAME TO {q(colour.main_table)}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -200,14 +191,14 @@ def create_table(dataset: str, colour: Colour, name: str) -> str:
     """This project's main-table layout under another name (the warehouse's DDL names the main table)."""
     columns = expected_shape(colour).columns
     required = {"unique_row_id", "filename"}
-    spec = ", ".join(f"{_q(n)} {kind}{' NOT NULL' if n in required else ''}" for n, kind in columns.items())
-    return f"CREATE TABLE {_table(dataset, name)} ({spec})"
+    spec = ", ".join(f"{q(n)} {kind}{' NOT NULL' if n in required else ''}" for n, kind in columns.items())
+    return f"CREATE TABLE {table(dataset, name)} ({spec})"
 
 
 def insert_converted(dataset: str, source: str, target: str, conversions: list[Conversion]) -> str:
     values = ", ".join(_converted(c) for c in conversions)
-    names = ", ".join(_q(c.column) for c in conversions)
-    return f"INSERT INTO {_table(dataset, target)} ({names}) SELECT {values} FROM {_table(dataset, source)}"
+    names = ", ".join(q(c.column) for c in conversions)
+    return f"INSERT INTO {table(dataset, target)} ({names}) SELECT {values} FROM {table(dataset, source)}"
 
 
 def _converted(c: Conversion) -> str:
@@ -217,25 +208,25 @@ def _converted(c: Conversion) -> str:
         # Kestra's ids are the 16 bytes of an MD5 (a BLOB); the earlier layout's, its hex digits.
         # This project's are the same 16 bytes as one number (`md5_number`'s reading of them).
         if c.source_kind == "BLOB":
-            return id_from_hex_digest(f"hex({_q(c.source)})", c.source)
+            return id_from_hex_digest(f"hex({q(c.source)})", c.source)
         if c.source_kind == "VARCHAR":
-            return id_from_hex_digest(_q(c.source), c.source)
+            return id_from_hex_digest(q(c.source), c.source)
         if c.source_kind == ID_TYPE:
-            return _q(c.source)
+            return q(c.source)
         raise AdoptError(f"unique_row_id is {c.source_kind}: adopt converts BLOB or VARCHAR ids only")
-    return f"CAST({_q(c.source)} AS {c.kind})"
+    return f"CAST({q(c.source)} AS {c.kind})"
 
 
 def _rows_per_file(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> tuple[tuple[str, int], ...]:
     return tuple(con.execute(
-        f"SELECT filename, count(*) FROM {_table(dataset, name)} GROUP BY ALL ORDER BY filename"
+        f"SELECT filename, count(*) FROM {table(dataset, name)} GROUP BY ALL ORDER BY filename"
     ).fetchall())
 
 
 def _refuse_rows_without_id_or_filename(con: duckdb.DuckDBPyConnection, dataset: str, name: str, shown: str):
     [(no_id, no_file)] = con.execute(
         "SELECT count(*) FILTER (WHERE unique_row_id IS NULL), count(*) FILTER (WHERE filename IS NULL) "
-        f"FROM {_table(dataset, name)}"
+        f"FROM {table(dataset, name)}"
     ).fetchall()
     if no_id or no_file:
         raise AdoptError(
