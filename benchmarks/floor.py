@@ -15,7 +15,7 @@ import time
 
 import duckdb
 
-from taxi_pipeline.lib.warehouses import duckdb_sql as sql
+from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.colours import YELLOW
 
 path, database, memory_limit = sys.argv[1:4]

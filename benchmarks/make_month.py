@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_pipeline.lib.warehouses import duckdb_sql as sql
+from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.colours import YELLOW
 
 HEAD = Path(__file__).parents[1] / "taxi_pipeline_tests/data/mirror/yellow/yellow_tripdata_2021-01.csv.gz"

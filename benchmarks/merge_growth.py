@@ -13,7 +13,7 @@ import time
 
 from taxi_pipeline.lib.colours import YELLOW
 from taxi_pipeline.lib.raw_file import RawFile
-from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
 
 path, database, months, memory_limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 warehouse = DuckDBWarehouse(database, "zoomcamp", memory_limit=memory_limit)

@@ -233,7 +233,7 @@ def test_an_error_page_whose_connection_then_stalls_is_a_bad_file_not_a_network_
 _MERGE_KILLED_AT_COMMIT = """
 import contextlib, datetime as dt, sys, time
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
 
 class PausingAtCommit:
     def __init__(self, con):

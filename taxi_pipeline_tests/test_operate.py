@@ -22,8 +22,8 @@ import pytest
 
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
-from taxi_pipeline.lib.warehouses import duckdb_admin
-from taxi_pipeline.lib.warehouses.lock_wait import lock_holder, lock_wait_message
+from taxi_pipeline.lib.warehouses.duckdb import admin as duckdb_admin
+from taxi_pipeline.lib.warehouses.duckdb.lock_wait import lock_holder, lock_wait_message
 from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError, check_main_table
 from taxi_pipeline_tests.support import MIRROR, load_month, make_resources, query, reference_ids
 

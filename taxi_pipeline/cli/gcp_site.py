@@ -10,7 +10,7 @@ from google.cloud import bigquery, storage
 
 from taxi_pipeline.cli.site import MainTable, ObjectInfo, OperatorError, TableInfo
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.warehouses import bigquery_admin as admin
+from taxi_pipeline.lib.warehouses.bigquery import admin
 from taxi_pipeline.lib.warehouses.shape import AdoptResult
 
 ClientFactory = Callable[[], contextlib.AbstractContextManager[bigquery.Client]]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from taxi_pipeline.cli.site import MainTable, ObjectInfo, OperatorError, TableInfo
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.warehouses import duckdb_admin as admin
+from taxi_pipeline.lib.warehouses.duckdb import admin
 from taxi_pipeline.lib.warehouses.shape import AdoptResult
 
 

@@ -11,7 +11,7 @@ import sys
 
 from taxi_pipeline.cli import adopt, counts, fresh_start
 from taxi_pipeline.cli.site import OperatorError
-from taxi_pipeline.lib.warehouses.duckdb_admin import WarehouseLockedError
+from taxi_pipeline.lib.warehouses.duckdb.admin import WarehouseLockedError
 from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError
 
 EPILOG = """environment (as for the code location):

@@ -150,6 +150,7 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
             "file": file.file_name,
             "reused": result.reused,
             "duration_s": round(time.monotonic() - started, 2),
+            **result.metadata,
         })
 
     @dg.asset(
@@ -181,6 +182,7 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
             "deleted": result.deleted,
             "table_rows": result.table_rows,
             "duration_s": round(time.monotonic() - started, 2),
+            **result.metadata,
         })
 
     return [raw_file, staging, main_table]

@@ -21,7 +21,7 @@ from taxi_pipeline.lib.sources.tlc import DEFAULT_TLC_URL, TlcSource
 from taxi_pipeline.lib.stores.base import ObjectStore
 from taxi_pipeline.lib.stores.local import LocalObjectStore
 from taxi_pipeline.lib.warehouses.base import Warehouse
-from taxi_pipeline.lib.warehouses.duckdb_warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
 
 
 WAREHOUSE_POOL = "warehouse"

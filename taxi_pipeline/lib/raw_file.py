@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 # The kinds of Parquet types a column can arrive in; each dialect converts each kind to each
-# logical type one way (`duckdb_sql.typed_value`, `bigquery_sql.typed_value`).
+# logical type one way (`duckdb.sql.typed_value`, `bigquery.sql.typed_value`).
 TYPE_KINDS = ("int", "float", "decimal", "string", "timestamp", "null", "missing")
 
 

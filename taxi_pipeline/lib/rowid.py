@@ -67,7 +67,7 @@ _NINE_DECIMALS = decimal.Decimal("1e-9")  # NUMERIC is DECIMAL(38, 9) on both ta
 
 
 def typed_value(logical: LogicalType, kind: str, value: object) -> object:
-    """A Parquet value in its column's logical type, as `duckdb_sql.typed_value` computes it."""
+    """A Parquet value in its column's logical type, as `duckdb.sql.typed_value` computes it."""
     if value is None or kind in ("missing", "null"):
         return None
     if kind == "float" and logical in (LogicalType.STRING, LogicalType.INTEGER):

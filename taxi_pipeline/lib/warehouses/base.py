@@ -1,9 +1,9 @@
-"""The warehouse interface the assets use; DuckDB (`duckdb_warehouse`) and BigQuery implement it."""
+"""The warehouse interface the assets use; DuckDB (`duckdb.warehouse`) and BigQuery implement it."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from taxi_pipeline.lib.colours import Colour
@@ -19,6 +19,8 @@ class StageResult:
     table: str
     rows: int
     reused: bool = False  # the staging table was already built from these bytes by this code
+    # What the engine reports of the step's work, for the UI (BigQuery: bytes billed, slot-ms).
+    metadata: dict[str, int | float | str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class MergeResult:
     deleted: int
     month_rows: int  # rows of this file in the main table after the merge
     table_rows: int  # rows of every file in the main table
+    metadata: dict[str, int | float | str] = field(default_factory=dict)  # as StageResult's
 
 
 @dataclass(frozen=True)

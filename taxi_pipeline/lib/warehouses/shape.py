@@ -147,11 +147,11 @@ def main_table_report(
     """The live main table compared with this project's shape, or None if it does not exist."""
     if type(con_or_client).__module__.startswith("google.cloud.bigquery"):
         # Imported here: the Google libraries are slow to import, and the embedded default never needs them.
-        from taxi_pipeline.lib.warehouses import bigquery_admin
+        from taxi_pipeline.lib.warehouses.bigquery import admin as bigquery_admin
 
         return bigquery_admin.main_table_report(con_or_client, project or con_or_client.project, dataset, colour)
     # A DuckDB connection, or anything that executes DuckDB SQL like one (a wrapper in a test).
-    from taxi_pipeline.lib.warehouses import duckdb_admin
+    from taxi_pipeline.lib.warehouses.duckdb import admin as duckdb_admin
 
     return duckdb_admin.main_table_report(con_or_client, dataset, colour)
 

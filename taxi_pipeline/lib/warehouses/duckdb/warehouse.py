@@ -14,13 +14,13 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_pipeline.lib.warehouses import duckdb_sql as sql
+from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.colours import Colour, LogicalType
 from taxi_pipeline.lib.identifiers import validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult, WarehouseBusyError
-from taxi_pipeline.lib.warehouses.lock_wait import is_lock_conflict, lock_wait_message, locked_message
+from taxi_pipeline.lib.warehouses.duckdb.lock_wait import is_lock_conflict, lock_wait_message, locked_message
 from taxi_pipeline.lib.warehouses.shape import check_main_table
 
 _logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class DuckDBWarehouse:
     """Stages and publishes months in one DuckDB file, one writer process at a time.
 
     One copy of each month: the staged month's table becomes the month's table when the merge
-    publishes it, and the main table is a view over the month tables (see `duckdb_sql`).
+    publishes it, and the main table is a view over the month tables (see `duckdb.sql`).
 
     DuckDB locks the file for a single writing process; a run that finds it locked waits with
     backoff (up to `lock_timeout_s`) rather than failing a backfill, and says in `log` (the run's

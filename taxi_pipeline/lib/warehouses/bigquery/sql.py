@@ -124,7 +124,7 @@ def checked_id_from_hex_digest(digits: str) -> str:
 
 
 def typed_value(column: Column, found: FileColumn) -> str:
-    """As `duckdb_sql.typed_value`: one representation whatever type the file's era used."""
+    """As `duckdb.sql.typed_value`: one representation whatever type the file's era used."""
     target = TYPES[column.type]
     if found.kind in ("missing", "null"):
         return f"CAST(NULL AS {target})"
@@ -136,7 +136,7 @@ def typed_value(column: Column, found: FileColumn) -> str:
 
 
 def canonical_text(logical: LogicalType, value: str) -> str:
-    """As `duckdb_sql.canonical_text`; `rowid.canonical_text` is the reference."""
+    """As `duckdb.sql.canonical_text`; `rowid.canonical_text` is the reference."""
     if logical is LogicalType.STRING:
         return value
     if logical is LogicalType.INTEGER:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
 
-from taxi_pipeline.lib.warehouses import bigquery_sql as sql
+from taxi_pipeline.lib.warehouses.bigquery import sql
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.identifiers import validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile

@@ -14,7 +14,7 @@ from google.cloud import bigquery
 
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.identifiers import validate_identifier
-from taxi_pipeline.lib.warehouses.bigquery_sql import (
+from taxi_pipeline.lib.warehouses.bigquery.sql import (
     ID_TYPE,
     TYPES,
     checked_id_from_hex_digest,
@@ -177,7 +177,7 @@ def _converted(c: Conversion, kestra_ids: bool) -> str:
         return f"CAST(NULL AS {c.kind})"
     if c.column == "unique_row_id":
         # Kestra's ids are the 16 bytes of an MD5, the earlier layout's its hex digits; this
-        # project's are the same 16 bytes, least significant first (see `bigquery_sql.row_id`).
+        # project's are the same 16 bytes, least significant first (see `bigquery.sql.row_id`).
         if c.source_kind == "BYTES":
             return id_from_hex_digest(f"TO_HEX({q(c.source)})") if kestra_ids else q(c.source)
         if c.source_kind == "STRING":

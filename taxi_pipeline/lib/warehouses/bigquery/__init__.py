@@ -1,0 +1,1 @@
+"""BigQuery: the production warehouse, its SQL and its admin commands."""
