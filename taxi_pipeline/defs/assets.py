@@ -8,6 +8,7 @@ import time
 
 import dagster as dg
 
+from taxi_pipeline.defs.publishing import Publication
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, partition_month
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import tag_run
@@ -16,6 +17,8 @@ from taxi_pipeline.lib.raw_file import RawFile, layout_from_json
 from taxi_pipeline.lib.sources.base import InvalidFileError, SourceFile
 from taxi_pipeline.lib.sources.http import download
 from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject
+from taxi_pipeline.lib.stores.publication import DOWNLOADED, STATE, MonthObjects
+from taxi_pipeline.lib.warehouses.base import MergeResult, StageResult, Warehouse
 
 def raw_asset_key(colour: Colour) -> dg.AssetKey:
     return dg.AssetKey(f"{colour.name}_raw_file")
@@ -44,20 +47,42 @@ def table_schema(colour: Colour) -> dg.TableSchema:
     )
 
 
-def stored_raw_file(store: ObjectStore, file: SourceFile) -> tuple[StoredObject, RawFile]:
-    """The month's object in the bucket, as the warehouse reads it; fails if the raw step has not
-    stored this source's file."""
-    stored = store.stat(file.object_key)
+def raw_file_of(stored: StoredObject, file: SourceFile) -> RawFile:
+    """An object in the bucket as the warehouse reads it."""
+    return RawFile(
+        stored.uri, file.file_name, file.format, stored.metadata.get("md5"),
+        layout_from_json(stored.metadata.get("layout")), int(stored.metadata["rows"]),
+    )
+
+
+def stored_raw_file(store: ObjectStore, file: SourceFile, run_id: str | None = None) -> tuple[StoredObject, RawFile]:
+    """What the staging step reads: the run's pending file if the run downloaded one (staging
+    reads it by its own URI: it is not the month's object until its month is published), else
+    the month's object; fails if the bucket has neither."""
+    stored = MonthObjects(store, file.object_key).pending(run_id) if run_id else None
+    stored = stored or store.stat(file.object_key)
     if stored is None:
         raise FileNotFoundError(
             f"{file.object_key} is not in the bucket: materialize the month's raw file first "
             f"(source {file.source})"
         )
-    raw = RawFile(
-        stored.uri, file.file_name, file.format, stored.metadata.get("md5"),
-        layout_from_json(stored.metadata.get("layout")), int(stored.metadata["rows"]),
-    )
-    return stored, raw
+    return stored, raw_file_of(stored, file)
+
+
+def stage_object(warehouse: Warehouse, colour: Colour, month, file: SourceFile, stored: StoredObject) -> StageResult:
+    """Stages the object; a warehouse that reads another row count than the validator counted
+    refuses the file like a bad value."""
+    result = warehouse.stage(colour, month, raw_file_of(stored, file))
+    source_rows = int(stored.metadata["rows"])
+    if result.rows != source_rows:
+        raise InvalidFileError(
+            file.file_name, f"the warehouse read {result.rows:,} rows but the file has {source_rows:,}",
+        )
+    return result
+
+
+def merge_month(warehouse: Warehouse, source: SourceResource, colour: Colour, month, file: SourceFile) -> MergeResult:
+    return warehouse.merge(colour, month, file.file_name, source.choice().all_file_names(colour, month))
 
 
 def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg.AssetsDefinition]:
@@ -85,9 +110,10 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         started = time.monotonic()
         store = target.store()
         context.log.info(f"{file.file_name}: from the {file.source} source, {file.url}")
-        # The object is published only once the whole file is downloaded and valid: re-runs
-        # replace it, and a failed run leaves the previous object untouched.
-        with store.write(file.object_key) as pending:
+        # The download goes to the run's pending key once whole and valid; it becomes the month's
+        # object only when the merge has published its month (`defs.publishing`).
+        objects = MonthObjects(store, file.object_key)
+        with store.write(objects.pending_key(context.run.run_id)) as pending:
             got = download(
                 file.url, pending.path, lambda: chosen.validator(colour, file), source.retry_settings(),
                 context.log.info,
@@ -96,8 +122,9 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
                 "rows": str(got.data_rows), "md5": got.md5_hex, "source_url": file.url,
                 "source": file.source, "format": file.format, "file_name": file.file_name,
                 **got.published.as_metadata(), **{k: v for k, v in got.details.items() if v},
+                STATE: DOWNLOADED,
             })
-        stored = store.stat(file.object_key)
+        stored = objects.pending(context.run.run_id)
         unknown = got.details.get("unknown_columns", "")
         if unknown:
             context.log.warning(
@@ -105,7 +132,10 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
                 f"without them (add them to the colour in lib/colours.py and re-run the month to keep them)"
             )
         context.log.info(f"{file.object_key}: {got.data_rows:,} rows, {got.bytes:,} bytes -> {stored.uri}")
+        month_object = objects.published()
         return dg.MaterializeResult(metadata={
+            "state": f"pending: becomes the month's object when {colour.main_table} publishes it",
+            "month_object_md5": month_object.metadata.get("md5", "") if month_object else "none",
             "dagster/row_count": got.data_rows,
             "file": file.file_name,
             "source": file.source,
@@ -134,20 +164,27 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         file = source.choice().locate(colour, month)
         tag_run(context, colour, file)
         started = time.monotonic()
-        stored, raw = stored_raw_file(target.store(), file)
-        result = target.warehouse(context.log.info).stage(colour, month, raw)
+        warehouse = target.warehouse(context.log.info)
+        publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
+        publication.finish_interrupted(
+            lambda stored: stage_object(warehouse, colour, month, file, stored), lambda: merge_month(warehouse, source, colour, month, file))
+        stored, _ = stored_raw_file(target.store(), file, context.run.run_id)
+        pending = stored if stored.key != file.object_key else None
+        try:
+            result = stage_object(warehouse, colour, month, file, stored)
+        except InvalidFileError as exc:
+            if pending is not None:
+                publication.reject(pending, exc)
+            raise
+        publication.staged(pending)
         if result.reused:
             context.log.info(f"{result.table} was built from this very file by this code: kept as it is")
-        source_rows = int(stored.metadata["rows"])
-        if result.rows != source_rows:
-            raise InvalidFileError(
-                file.file_name, f"the warehouse read {result.rows:,} rows but the file has {source_rows:,}",
-            )
         return dg.MaterializeResult(metadata={
             "dagster/row_count": result.rows,
             "dagster/table_name": result.table,
             "dagster/column_schema": table_schema(colour),
             "file": file.file_name,
+            "staged_uri": dg.MetadataValue.path(stored.uri),
             "reused": result.reused,
             "duration_s": round(time.monotonic() - started, 2),
             **result.metadata,
@@ -165,9 +202,21 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         file = choice.locate(colour, month)
         tag_run(context, colour, file)
         started = time.monotonic()
-        # Safe to re-run: the merge is one transaction keyed on unique_row_id.
-        result = target.warehouse(context.log.info).merge(
-            colour, month, file.file_name, choice.all_file_names(colour, month))
+        warehouse = target.warehouse(context.log.info)
+        publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
+
+        def stage(stored: StoredObject) -> StageResult:
+            return stage_object(warehouse, colour, month, file, stored)
+
+        def merge() -> MergeResult:
+            # Safe to re-run: the merge is one transaction keyed on unique_row_id.
+            return merge_month(warehouse, source, colour, month, file)
+
+        publication.finish_interrupted(stage, merge)
+        pending = publication.to_merge(stage)
+        result = merge()
+        if pending is not None:
+            publication.promote(pending)
         context.log.info(
             f"{result.table} {month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
             f"{result.month_rows:,} for the month, {result.table_rows:,} in all"

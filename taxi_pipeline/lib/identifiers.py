@@ -26,8 +26,45 @@ def validate_object_key(value: str) -> str:
     return value
 
 
+# GCS's bucket naming rules, https://cloud.google.com/storage/docs/buckets#naming: 3-63 characters
+# (up to 222 with dots, each dot-separated component at most 63), lower-case letters, digits, `-`,
+# `_` and `.`, starting and ending with a letter or digit; not an IP address in dotted decimal;
+# no `goog` prefix; no `google` or close misspellings of it anywhere.
+_BUCKET_CHARS = re.compile(r"[a-z0-9][a-z0-9_.-]*[a-z0-9]")
+_IP_LIKE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+# "close misspellings": the letters GCS's own examples swap for look-alikes (g00gle, go0gle).
+_GOOGLE_LIKE = re.compile(r"g[o0]{2}g[l1]e")
+
+
 def validate_bucket_name(value: str) -> str:
-    """GCS bucket naming, narrowed: lower-case letters, digits, `-`, `_`, `.`, no `..`."""
-    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]", value or "") or ".." in value:
-        raise ValueError(f"invalid bucket name {value!r}")
+    """Returns `value` if GCS would accept it as a bucket name, else raises `ValueError` saying
+    which rule it breaks."""
+    problem = _bucket_name_problem(value) if isinstance(value, str) else "not a string"
+    if problem:
+        raise ValueError(f"invalid bucket name {value!r}: {problem} (https://cloud.google.com/storage/docs/buckets#naming)")
     return value
+
+
+def _bucket_name_problem(value: str) -> str | None:
+    if not _BUCKET_CHARS.fullmatch(value):
+        return ("use lower-case letters, digits, '-', '_' and '.', starting and ending with a letter "
+                "or digit, at least 3 characters")
+    if ".." in value or any(not part for part in value.split(".")):
+        return "a dot must sit between two name components"
+    if "." in value:
+        if len(value) > 222:
+            return f"{len(value)} characters; a name with dots has at most 222"
+        long = [part for part in value.split(".") if len(part) > 63]
+        if long:
+            return f"component {long[0]!r} has {len(long[0])} characters; each has at most 63"
+    elif len(value) > 63:
+        return f"{len(value)} characters; a name without dots has at most 63"
+    if len(value) < 3:
+        return "at least 3 characters"
+    if _IP_LIKE.fullmatch(value):
+        return "an IP address in dotted-decimal notation"
+    if value.startswith("goog"):
+        return "names may not start with 'goog'"
+    if _GOOGLE_LIKE.search(value):
+        return "names may not contain 'google' or a close misspelling of it"
+    return None

@@ -1,7 +1,10 @@
 """The bucket: where each month's raw file is kept. A local folder (`local`) or GCS (`gcs`).
 
 Writing goes through `ObjectStore.write`, which hands out a local file to fill and publishes it
-only when the block ends without an error, so a reader never sees half a file.
+only when the block ends without an error, so a reader never sees half a file. `move` replaces
+the destination in one step (a rename; on GCS a server-side rewrite, then the source is deleted),
+which is how a downloaded file becomes the month's object only once its month is published
+(`stores.publication`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class StoredObject:
     uri: str
     size: int
     metadata: dict[str, str]
+    key: str = ""
 
 
 @dataclass
@@ -40,3 +44,16 @@ class ObjectStore(Protocol):
 
     def stat(self, key: str) -> StoredObject | None:
         """The published object, or None if there is none."""
+
+    def list(self, prefix: str) -> list[StoredObject]:
+        """The objects whose keys start with `prefix`, with their metadata."""
+
+    def update_metadata(self, key: str, metadata: dict[str, str]) -> None:
+        """Adds `metadata` to the object's (same keys replaced); the bytes stay as they are."""
+
+    def move(self, source: str, dest: str, metadata: dict[str, str] | None = None) -> StoredObject:
+        """Makes `source`'s bytes and metadata (plus `metadata`) the object `dest`, replacing
+        it in one step, then removes `source`."""
+
+    def delete(self, key: str) -> None:
+        """Removes the object, if there is one."""
