@@ -16,7 +16,7 @@ project's layout, keeping every row and value:
     layout, becomes the same MD5 as this project's 16-byte id (UHUGEINT in DuckDB, BYTES in BigQuery);
   - every column is cast to this project's type; columns the table lacks are added, NULL;
   - on BigQuery, file_month is derived from filename (green_tripdata_2020-04.csv -> 2020-04-01) and
-    the table is partitioned by file_month and clustered by unique_row_id. BigQuery cannot change
+    the table is partitioned by file_month and clustered by the pickup time and zone. BigQuery cannot change
     partitioning in place, so the table is rebuilt beside the old one, checked (rows per file), and
     swapped in by renaming; the old table is kept as <colour>_tripdata__backup until the new one
     is verified (with --keep-backup, afterwards too).

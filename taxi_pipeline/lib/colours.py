@@ -56,6 +56,11 @@ class Colour:
         return tuple(column.name for column in self.columns if column.in_csv)
 
     @property
+    def pickup_column(self) -> str:
+        """The trip's start (`lpep_pickup_datetime`, `tpep_pickup_datetime`): what analysts filter on."""
+        return next(c.name for c in self.columns if c.name.endswith("pickup_datetime"))
+
+    @property
     def csv_columns(self) -> tuple[Column, ...]:
         return tuple(column for column in self.columns if column.in_csv)
 

@@ -37,6 +37,9 @@ class ShapeReport:
     live: Shape
     differences: tuple[str, ...]
     to_add: tuple[Column, ...] = field(default=())
+    # BigQuery: clustered the way this project's first layout asked (by the BYTES id, which only
+    # the emulator accepted): ours, and re-clustered in place by the warehouse.
+    recluster: bool = False
 
     @property
     def is_ours(self) -> bool:
@@ -133,12 +136,15 @@ def check_main_table(
     used unless `project` is given). Returns the TLC-added columns the table lacks, for the caller
     to add in place; a table that does not exist yet passes (the load creates it).
     """
-    report = main_table_report(con_or_client, dataset, colour, project=project)
-    if report is None:
-        return ()
-    if not report.is_ours:
+    report = require_ours(colour, main_table_report(con_or_client, dataset, colour, project=project))
+    return () if report is None else report.to_add
+
+
+def require_ours(colour: Colour, report: ShapeReport | None) -> ShapeReport | None:
+    """`report` if the table is missing or this project's; else `ForeignTableError`."""
+    if report is not None and not report.is_ours:
         raise ForeignTableError(foreign_table_message(colour, report))
-    return report.to_add
+    return report
 
 
 def main_table_report(

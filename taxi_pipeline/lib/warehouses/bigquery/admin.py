@@ -7,7 +7,7 @@ table's partitioning in place, so `adopt` builds the new table beside the old on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
@@ -18,8 +18,9 @@ from taxi_pipeline.lib.warehouses.bigquery.sql import (
     ID_TYPE,
     TYPES,
     checked_id_from_hex_digest,
-    q,
+    clustering,
     id_from_hex_digest,
+    q,
     validate_project,
 )
 from taxi_pipeline.lib.warehouses.shape import (
@@ -34,7 +35,9 @@ from taxi_pipeline.lib.warehouses.shape import (
 )
 
 PARTITIONING = "DAY(file_month)"
-CLUSTERING = ("unique_row_id",)
+# This project's first layout clustered by the BYTES id. BigQuery refuses that (see
+# `sql.clustering`), so only emulator tables have it: they are ours, re-clustered in place.
+EARLIER_CLUSTERING = ("unique_row_id",)
 ADOPTING_SUFFIX = "__adopting"
 BACKUP_SUFFIX = "__backup"
 # The REST API reports legacy type names; the SQL names are what a user reads in the DDL.
@@ -73,7 +76,7 @@ class Dataset:
 
 def expected_shape(colour: Colour) -> Shape:
     columns = expected_columns(colour, TYPES, ID_TYPE, trailing={"file_month": "DATE"})
-    return Shape(columns, PARTITIONING, CLUSTERING)
+    return Shape(columns, PARTITIONING, clustering(colour))
 
 
 def live_shape(table: bigquery.Table) -> Shape:
@@ -103,7 +106,20 @@ def table_report(ds: Dataset, colour: Colour, table: str) -> ShapeReport | None:
         live = live_shape(ds.client.get_table(ds.table_id(table)))
     except google_errors.NotFound:
         return None
-    return compare(ds.table_id(table), colour, live, expected_shape(colour), layout=True)
+    expected = expected_shape(colour)
+    if tuple(c.lower() for c in live.clustering) == EARLIER_CLUSTERING:
+        report = compare(ds.table_id(table), colour, replace(live, clustering=expected.clustering), expected,
+                         layout=True)
+        return replace(report, live=live, recluster=True)
+    return compare(ds.table_id(table), colour, live, expected, layout=True)
+
+
+def recluster(ds: Dataset, colour: Colour, table: str) -> None:
+    """Sets the table's clustering to this project's; BigQuery re-clusters the data itself, free
+    (https://cloud.google.com/bigquery/docs/manage-clustered-tables#modifying-cluster-spec)."""
+    found = ds.client.get_table(ds.table_id(table))
+    found.clustering_fields = list(clustering(colour))
+    ds.client.update_table(found, ["clustering_fields"])
 
 
 def table_size(ds: Dataset, table: str) -> tuple[int, int]:
@@ -131,7 +147,10 @@ def adopt(ds: Dataset, colour: Colour, *, keep_backup: bool = False) -> AdoptRes
     if report is None:
         raise AdoptError(f"there is no table {ds.table_id(main)}: nothing to adopt")
     if report.is_ours:
-        return AdoptResult(report.table, _rows_per_file(ds, main), ())
+        if report.recluster:
+            recluster(ds, colour, main)
+        changes = (f"clustered by {', '.join(clustering(colour))} instead of unique_row_id",) if report.recluster else ()
+        return AdoptResult(report.table, _rows_per_file(ds, main), changes)
     if backup in ds.tables():
         raise AdoptError(f"{ds.table_id(backup)} exists: an earlier adopt kept the table it replaced there. "
                          "Check it, then drop it (or rename it back), and adopt again")
@@ -153,7 +172,7 @@ def adopt(ds: Dataset, colour: Colour, *, keep_backup: bool = False) -> AdoptRes
         changes.insert(0, "unique_row_id: Kestra's MD5 (BYTES), its bytes put in this project's order")
     if "file_month" not in {name.lower() for name in report.live.columns}:
         changes.append(f"file_month: added, derived from filename; partitioned by {PARTITIONING}, "
-                       "clustered by unique_row_id")
+                       f"clustered by {', '.join(clustering(colour))}")
     return AdoptResult(report.table, before, tuple(filter(None, changes)),
                        ds.table_id(backup) if keep_backup else None)
 
@@ -167,7 +186,8 @@ def create_converted(
                      for name, kind in expected_shape(colour).columns.items())
     values = ", ".join(f"{_converted(c, kestra_ids)} AS {q(c.column)}" for c in conversions)
     return (
-        f"CREATE TABLE {ds.sql(target)} ({spec}) PARTITION BY file_month CLUSTER BY unique_row_id "
+        f"CREATE TABLE {ds.sql(target)} ({spec}) PARTITION BY file_month "
+        f"CLUSTER BY {', '.join(q(c) for c in clustering(colour))} "
         f"AS SELECT {values}, {_FILE_MONTH} AS file_month FROM {ds.sql(source)}"
     )
 

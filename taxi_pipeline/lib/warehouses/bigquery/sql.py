@@ -47,13 +47,23 @@ def q(name: str) -> str:
     return f"`{validate_identifier('column', name)}`"
 
 
+def clustering(colour: Colour) -> tuple[str, ...]:
+    """What the main table is clustered by, within each month's partition: the pickup time and
+    zone, which analysts filter on. Not the id: BigQuery clusters only on BIGNUMERIC, BOOL, DATE,
+    DATETIME, GEOGRAPHY, INT64, NUMERIC, RANGE, STRING and TIMESTAMP columns, at most four
+    (https://cloud.google.com/bigquery/docs/creating-clustered-tables#clustered_column_requirements),
+    so a BYTES id is refused; and the merge reads all of a month's ids anyway (a hash join), so
+    an id order would not prune it."""
+    return (colour.pickup_column, "PULocationID")
+
+
 def create_main_table(project: str, dataset: str, colour: Colour) -> str:
-    """Partitioned by the file's month and clustered by id, so a month's merge scans one partition."""
+    """Partitioned by the file's month, so a month's merge reads and rewrites one partition."""
     columns = ", ".join(f"{q(c.name)} {TYPES[c.type]}" for c in colour.columns)
     return (
         f"CREATE TABLE IF NOT EXISTS {table(project, dataset, colour.main_table)} "
         f"(unique_row_id {ID_TYPE} NOT NULL, filename STRING NOT NULL, {columns}, file_month DATE NOT NULL) "
-        "PARTITION BY file_month CLUSTER BY unique_row_id"
+        f"PARTITION BY file_month CLUSTER BY {', '.join(q(c) for c in clustering(colour))}"
     )
 
 
@@ -130,8 +140,12 @@ def typed_value(column: Column, found: FileColumn) -> str:
         return f"CAST(NULL AS {target})"
     source = q(found.source)
     if found.kind == "float" and column.type in (LogicalType.STRING, LogicalType.INTEGER):
+        # A NULL must pass: IF evaluates its ELSE branch when the condition is NULL
+        # (https://cloud.google.com/bigquery/docs/reference/standard-sql/conditional_expressions#if),
+        # and ERROR(NULL) raises "ERROR function called with NULL value" (ZetaSQL's reference engine).
         message = f"CONCAT('column {found.source}: ', CAST({source} AS STRING), ' is not a whole number')"
-        return f"CAST(IF({source} = TRUNC({source}), CAST({source} AS INT64), ERROR({message})) AS {target})"
+        return (f"CAST(IF({source} IS NULL OR {source} = TRUNC({source}), CAST({source} AS INT64), "
+                f"ERROR({message})) AS {target})")
     return f"CAST({source} AS {target})"
 
 
@@ -160,40 +174,45 @@ def first_bad_value(project: str, dataset: str, colour: Colour, raw: str) -> str
 
 
 def merge_month(project: str, dataset: str, colour: Colour, staging: str) -> str:
-    """Kestra's MERGE, corrected: also deletes the month's rows that are not in the staged file
-    (rows that left it, or another source's file of the month). Binds @file_month; the partition
-    filter in ON keeps the scan to the month's partition."""
+    """Kestra's MERGE, corrected and pruned: inserts the staged rows whose ids the month lacks and
+    deletes the month's rows whose ids the staged file lacks (rows that left it, or another
+    source's file of the month). Binds @file_month.
+
+    `ON FALSE`, with the month's filter in the DELETE clause: with both NOT MATCHED BY TARGET and
+    NOT MATCHED BY SOURCE and any other ON condition BigQuery "usually performs a full outer join,
+    which cannot be pruned", reading the id column of every month on every merge; "if the merge
+    condition uses a constant false predicate, then BigQuery can use the filter condition for
+    partition pruning" (https://cloud.google.com/bigquery/docs/using-dml-with-partitioned-tables#pruning_partitions_when_using_a_merge_statement).
+    The ids to insert and to keep are found by uncorrelated subqueries, each filtered on the month
+    (a query parameter is a constant for pruning: https://cloud.google.com/bigquery/docs/querying-partitioned-tables#use_a_constant_filter_expression)."""
+    main, staged = table(project, dataset, colour.main_table), table(project, dataset, staging)
     columns = ["unique_row_id", "filename", *(c.name for c in colour.columns), "file_month"]
     names = ", ".join(q(c) for c in columns)
     values = ", ".join(f"S.{q(c)}" for c in columns)
+    month_ids = f"SELECT unique_row_id FROM {main} WHERE file_month = @file_month"
     return (
-        f"MERGE {table(project, dataset, colour.main_table)} T USING {table(project, dataset, staging)} S "
-        "ON T.file_month = @file_month AND T.unique_row_id = S.unique_row_id "
+        f"MERGE {main} T USING (SELECT * FROM {staged} WHERE unique_row_id NOT IN ({month_ids})) S ON FALSE "
         f"WHEN NOT MATCHED BY TARGET THEN INSERT ({names}) VALUES ({values}) "
-        "WHEN NOT MATCHED BY SOURCE AND T.file_month = @file_month THEN DELETE"
-    )
-
-
-def count_rows(project: str, dataset: str, name: str) -> str:
-    return f"SELECT COUNT(*) FROM {table(project, dataset, name)}"
-
-
-def count_month_rows(project: str, dataset: str, colour: Colour) -> str:
-    """Rows of one month, whichever source's file they came from. Binds @file_month."""
-    return f"SELECT COUNT(*) FROM {table(project, dataset, colour.main_table)} WHERE file_month = @file_month"
-
-
-def rows_by_month(project: str, dataset: str, colour: Colour) -> str:
-    """Rows of every month the table holds (by partition: a cheap scan of one column)."""
-    return (
-        f"SELECT file_month, COUNT(*) FROM {table(project, dataset, colour.main_table)} "
-        "GROUP BY file_month ORDER BY file_month"
+        "WHEN NOT MATCHED BY SOURCE AND T.file_month = @file_month "
+        f"AND T.unique_row_id NOT IN (SELECT unique_row_id FROM {staged}) THEN DELETE"
     )
 
 
 def month_stats(project: str, dataset: str, colour: Colour) -> str:
-    """Rows and distinct ids of one month. Binds @file_month."""
+    """Rows and distinct ids of one month (one partition's id column). Binds @file_month."""
     return (
         f"SELECT COUNT(*), COUNT(DISTINCT unique_row_id) FROM {table(project, dataset, colour.main_table)} "
         "WHERE file_month = @file_month"
+    )
+
+
+def partition_rows(project: str, dataset: str) -> str:
+    """Rows per partition of one table, from metadata: no table data is read (billed as a
+    metadata query, 10 MB at most: https://cloud.google.com/bigquery/docs/information-schema-partitions).
+    Binds @table_name. A daily partition's id is its date, YYYYMMDD; `__NULL__` and
+    `__UNPARTITIONED__` (rows still in a streaming buffer) name no month."""
+    schema = f"`{validate_project(project)}.{validate_identifier('dataset', dataset)}.INFORMATION_SCHEMA.PARTITIONS`"
+    return (
+        f"SELECT partition_id, total_rows FROM {schema} "
+        "WHERE table_name = @table_name AND REGEXP_CONTAINS(partition_id, r'^[0-9]{8}$') ORDER BY partition_id"
     )
