@@ -35,24 +35,19 @@ def resources(taxi_home, http_mirror):
 
 
 @pytest.fixture(scope="session")
-def gcp_emulators(tmp_path_factory):
-    """fake-gcs-server + local-bigquery, started once for the session's GCP tests.
-
-    Sets STORAGE_EMULATOR_HOST for the session (the storage client reads it), and yields the
-    environment a `dagster` subprocess needs to reach both."""
+def _gcp_stack(tmp_path_factory):
     import time
 
-    from taxi_pipeline_tests.emulators import PROJECT, fake_gcs_server, local_bigquery
+    from taxi_pipeline_tests.emulators import gcp_stack
 
     workdir = tmp_path_factory.mktemp("emulators")
     started = time.monotonic()
-    with fake_gcs_server(workdir) as gcs_url, local_bigquery(workdir, gcs_url) as bq_url:
-        env = {"STORAGE_EMULATOR_HOST": gcs_url, "BIGQUERY_EMULATOR_HOST": bq_url, "GCP_PROJECT_ID": PROJECT}
+    with gcp_stack(workdir) as (env, bq_proxy, gcs_proxy):
         previous = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
-        print(f"\nemulators up in {time.monotonic() - started:.1f} s")
+        print(f"\nemulators up in {time.monotonic() - started:.1f} s; requests logged in {workdir}")
         try:
-            yield env
+            yield env, bq_proxy, gcs_proxy
         finally:
             for key, value in previous.items():
                 if value is None:
@@ -61,15 +56,60 @@ def gcp_emulators(tmp_path_factory):
                     os.environ[key] = value
 
 
+@pytest.fixture(scope="session")
+def gcp_emulators(_gcp_stack):
+    """fake-gcs-server + local-bigquery, started once for the session's GCP tests, each behind a
+    recording proxy (`bq_proxy.py`).
+
+    Sets STORAGE_EMULATOR_HOST for the session (the storage client reads it), and yields the
+    environment a `dagster` subprocess needs to reach both (through the proxies)."""
+    return _gcp_stack[0]
+
+
+@pytest.fixture(scope="session")
+def bq_proxy(_gcp_stack):
+    """The proxy in front of local-bigquery: `.requests`, `.fail_next`, `.rewrite_next`."""
+    return _gcp_stack[1]
+
+
+@pytest.fixture(scope="session")
+def gcs_proxy(_gcp_stack):
+    """The proxy in front of fake-gcs-server: `.requests`, `.fail_next`, `.rewrite_next`."""
+    return _gcp_stack[2]
+
+
+@pytest.fixture(autouse=True)
+def _bigquery_rules(request):
+    """After every test that uses the emulators: the requests it sent (the pipeline's, not the
+    test's own `bq` client's) held against BigQuery's documented rules (`bigquery_rules.py`)."""
+    if "gcp_emulators" not in request.fixturenames:
+        yield
+        return
+    from taxi_pipeline_tests.bigquery_rules import check_requests
+
+    _, bq_proxy, gcs_proxy = request.getfixturevalue("_gcp_stack")
+    start = {proxy: len(proxy.since(0)) for proxy in (bq_proxy, gcs_proxy)}
+    for proxy in start:
+        proxy.current_test = request.node.nodeid
+    yield
+    sent = [r for proxy, first in start.items() for r in proxy.since(first)]
+    problems = check_requests(sent)
+    if problems:
+        pytest.fail("requests that break BigQuery's documented rules:\n" + "\n".join(problems), pytrace=False)
+
+
 @pytest.fixture
 def bq(gcp_emulators):
-    """The real BigQuery client, against the emulator."""
+    """The real BigQuery client, against the emulator (through its proxy). Its requests are the
+    test's own: the rule checks leave them out (by their user agent)."""
+    from google.api_core.client_info import ClientInfo
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
+    from taxi_pipeline_tests.bq_proxy import TEST_AGENT
     from taxi_pipeline_tests.emulators import PROJECT
 
-    client = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(),
+    client = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(), client_info=ClientInfo(user_agent=TEST_AGENT),
                              client_options={"api_endpoint": gcp_emulators["BIGQUERY_EMULATOR_HOST"]})
     yield client
     client.close()

