@@ -1,0 +1,142 @@
+"""The shipped deploy/docker-compose.yml, brought up by docker-compose (v1, Debian's) on the tests'
+Docker engine, with deploy/docker-compose.loopback.yml (host networking, every server on
+127.0.0.1) and a third file written here with what only the tests need: the emulators' and the
+mirror's URLs, the schedule's test cron, and the run containers' extra variables through the code
+server's `DAGSTER_CONTAINER_CONTEXT` (a Dagster feature: the launcher merges it into every run's
+container). Run records are read from the deployment's Postgres with psycopg2, on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+import yaml
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._serdes import deserialize_value
+
+from taxi_pipeline_tests.docker_engine import Engine
+
+ROOT = Path(__file__).parents[1]
+DEPLOY = ROOT / "deploy"
+PROJECT = "taxi_pipeline"
+PASSWORD = "taxi-deploy-test-password"
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+CONTAINER_TAG = "docker/container_id"  # dagster_docker's DOCKER_CONTAINER_ID_TAG
+
+
+@dataclass
+class Deployment:
+    engine: Engine
+    folder: Path
+    variables: dict[str, str]  # what Compose substitutes: the shell's / deploy/.env's role
+    run_env: dict[str, str]  # the test-only variables of the code server and the run containers
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.variables['DAGSTER_WEBSERVER_PORT']}"
+
+    def write_test_override(self) -> Path:
+        secrets = self.folder / "secrets"  # the key folder; the emulators need no key
+        secrets.mkdir(exist_ok=True)
+        mount = f"{secrets}:/run/secrets/taxi:ro"
+        context = {"env_vars": [f"{k}={v}" for k, v in self.run_env.items()],
+                   "docker": {"container_kwargs": {"volumes": [mount]}}}
+        override = {"services": {"user_code": {
+            "environment": {**self.run_env, "TAXI_SCHEDULE_CRON": "* * * * *", "TAXI_SENSOR_INTERVAL_S": "5",
+                            "DAGSTER_CONTAINER_CONTEXT": json.dumps(context)},
+            "volumes": [mount]}}}
+        path = self.folder / "docker-compose.test.yml"
+        path.write_text(yaml.safe_dump(override))
+        return path
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 600) -> str:
+        files = [DEPLOY / "docker-compose.yml", DEPLOY / "docker-compose.loopback.yml", self.write_test_override()]
+        command = ["docker-compose", "-p", PROJECT, *(a for f in files for a in ("-f", str(f))), *args]
+        started = time.monotonic()
+        done = subprocess.run(command, cwd=ROOT, env={**self.engine.env, **self.variables}, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        self.log.append(f"$ docker-compose {' '.join(args)}  # {time.monotonic() - started:.1f} s, exit {done.returncode}")
+        if check and done.returncode != 0:
+            raise AssertionError(f"docker-compose {' '.join(args)}:\n{done.stdout[-4000:]}{done.stderr[-4000:]}")
+        return done.stdout + done.stderr
+
+    def up(self) -> float:
+        started = time.monotonic()
+        self.compose("up", "-d")
+        self.wait_for_webserver()
+        return time.monotonic() - started
+
+    def wait_for_webserver(self, timeout_s: float = 180) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.web_url}/server_info", timeout=5) as response:
+                    return json.load(response)
+            except OSError:
+                assert time.monotonic() < deadline, self.compose("logs", "--tail", "50", check=False)
+                time.sleep(1)
+
+    def graphql(self, document: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.web_url}/graphql", headers={"Content-Type": "application/json"},
+            data=json.dumps({"query": document, "variables": variables or {}}).encode())
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"{error}: {error.read().decode()[-3000:]}") from error
+        assert "errors" not in body, body
+        return body["data"]
+
+    def query(self, sql: str, params: object = None) -> list[tuple]:
+        con = psycopg2.connect(host="127.0.0.1", port=int(self.variables["DAGSTER_PG_PORT"]), user="dagster",
+                               password=PASSWORD, dbname="dagster", connect_timeout=5)
+        try:
+            with con.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall()
+        finally:
+            con.close()
+
+    def runs(self, key: str, value: str) -> list[tuple[str, str]]:
+        """(run id, status) of the runs with this tag, from Postgres."""
+        return self.query("SELECT r.run_id, r.status FROM runs r JOIN run_tags t USING (run_id) "
+                          "WHERE t.key = %s AND t.value = %s ORDER BY r.create_timestamp", [key, value])
+
+    def wait_for_runs(self, count: int, key: str, value: str, timeout_s: float = 300) -> list[tuple[str, str]]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = self.runs(key, value)
+            if len(runs) >= count and all(status in TERMINAL for _, status in runs):
+                return runs
+            assert time.monotonic() < deadline, f"runs {key}={value} not done in {timeout_s} s: {runs}"
+            time.sleep(1)
+
+    def tags(self, run_id: str) -> dict[str, str]:
+        return dict(self.query("SELECT key, value FROM run_tags WHERE run_id = %s", [run_id]))
+
+    def run(self, run_id: str) -> DagsterRun:
+        [(body,)] = self.query("SELECT run_body FROM runs WHERE run_id = %s", [run_id])
+        return deserialize_value(body, DagsterRun)
+
+    def container(self, run_id: str) -> dict:
+        """The run's container, as the Docker engine reports it, by the id the launcher tagged."""
+        container_id = self.tags(run_id)[CONTAINER_TAG]
+        return json.loads(self.engine.docker("inspect", container_id))[0]
+
+    def event_count(self, run_ids: list[str], event_type: str) -> int:
+        [(count,)] = self.query("SELECT count(*) FROM event_logs WHERE run_id = ANY(%s) AND dagster_event_type = %s",
+                                [run_ids, event_type])
+        return count
+
+    def cli(self, service: str, *args: str) -> str:
+        """A command in a service's container, as a team runs one: `docker-compose exec`."""
+        return self.compose("exec", "-T", service, *args, timeout=300)
