@@ -19,6 +19,7 @@ ClientFactory = Callable[[], contextlib.AbstractContextManager[bigquery.Client]]
 class GcpSite:
     def __init__(self, client: ClientFactory, project: str, dataset: str, gcs: storage.Client, bucket: str):
         self._client = client
+        self.client_factory = client  # BigQuery clients, as the code location makes them
         self.project = project
         self.dataset = dataset
         self.gcs = gcs

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from taxi_pipeline.cli import adopt, counts, fresh_start
+from taxi_pipeline.cli import adopt, counts, fresh_start, preflight
 from taxi_pipeline.cli.site import OperatorError
 from taxi_pipeline.lib.warehouses.duckdb.admin import WarehouseLockedError
 from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError
@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = root.add_subparsers(title="commands", metavar="<command>")
-    for module in (counts, fresh_start, adopt):
+    for module in (counts, fresh_start, adopt, preflight):
         module.add_parser(commands)
     return root
 

@@ -1,0 +1,1 @@
+"""`preflight`: checks a real GCP project before the first load (see `run`)."""
