@@ -192,3 +192,24 @@ def test_fresh_start_deletes_one_colour_and_nothing_else(bq, gcp_env, tmp_path):
     assert objects == ["green_tripdata_2019-01.csv", "yellow/yellow_tripdata_2020-07.csv.gz"]
     assert recorded["green_tripdata"] == recorded["green_raw_file"] == ([], 0)
     assert recorded["yellow_tripdata"] == before[2]["yellow_tripdata"] == (["2020-07-01"], 2)
+
+
+def test_each_bigquery_step_shows_what_its_jobs_cost(bq_proxy, gcp_env, tmp_path):
+    """The staging and merge materializations carry their jobs' statistics (bytes processed and
+    billed, slot-ms) and the ids of exactly the jobs the pipeline sent (as the proxy recorded them)."""
+    import dagster as dg
+
+    execute_job("green_taxi_job", "2019-01-01", gcp_env)
+    sent = {(r.response or {}).get("jobReference", {}).get("jobId"): r.body for r in bq_proxy.requests
+            if r.method == "POST" and r.path.endswith("/jobs") and isinstance(r.response, dict)}
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster")) as instance:
+        for key, expected in (("green_staging", ("load", "query")), ("green_tripdata", ("query",))):
+            event = instance.get_latest_materialization_event(dg.AssetKey(key))
+            metadata = event.asset_materialization.metadata
+            ids = metadata["bigquery_job_ids"].value.split(", ")
+            assert metadata["bigquery_jobs"].value == len(ids) >= len(expected)
+            assert {"bigquery_bytes_processed", "bigquery_bytes_billed", "bigquery_slot_ms"} <= set(metadata)
+            kinds = [next(iter(sent[job]["configuration"])) for job in ids]  # every id is a job the pipeline sent
+            assert set(kinds) == set(expected)
+        merged = [sent[job]["configuration"]["query"]["query"] for job in ids]
+        assert any(statement.startswith("MERGE ") and " ON FALSE " in statement for statement in merged)
