@@ -130,6 +130,17 @@ def check_schema(file_name: str, colour: Colour, schema: pa.Schema) -> tuple[tup
         name = found[0]
         arrow_type = fields[name].type
         kind = type_kind(arrow_type)
+        if kind == "timestamp" and arrow_type.unit not in ("ms", "us"):
+            # BigQuery loads Parquet TIMESTAMP in MILLIS or MICROS only; "other combinations ... are
+            # not supported" (https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-parquet#parquet_conversions).
+            # Refused on both targets, so that they never disagree about a month.
+            raise InvalidFileError(
+                file_name,
+                f"column {name}: timestamps in {arrow_type.unit} units ({arrow_type}); BigQuery loads Parquet "
+                "timestamps in milliseconds or microseconds only (the TLC's files use microseconds): rewrite "
+                "the file with microsecond timestamps, e.g. pyarrow.parquet.write_table(table, path, "
+                "coerce_timestamps='us')",
+            )
         if kind not in ACCEPTED_KINDS[column.type]:
             accepted = ", ".join(sorted(ACCEPTED_KINDS[column.type]))
             raise InvalidFileError(
