@@ -14,6 +14,7 @@ from google.cloud import bigquery
 
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.warehouses.bigquery.dataset import check_dataset
 from taxi_pipeline.lib.warehouses.bigquery.sql import (
     ID_TYPE,
     TYPES,
@@ -155,6 +156,9 @@ def adopt(ds: Dataset, colour: Colour, *, keep_backup: bool = False) -> AdoptRes
         raise AdoptError(f"{ds.table_id(backup)} exists: an earlier adopt kept the table it replaced there. "
                          "Check it, then drop it (or rename it back), and adopt again")
     conversions = plan_conversions(report, expected_shape(colour), derived=("file_month",))
+    # A renamed table keeps its creation time, so a default expiration could delete it at once
+    # (https://cloud.google.com/bigquery/docs/reference/standard-sql/data-definition-language#alter_table_rename_to_statement).
+    check_dataset(ds.client.get_dataset(f"{ds.project}.{ds.name}"), None)
     _refuse_unusable_rows(ds, main, report.table)
     before = _rows_per_file(ds, main)
     ds.client.delete_table(ds.table_id(adopting), not_found_ok=True)  # an earlier attempt's
