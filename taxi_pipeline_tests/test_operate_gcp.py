@@ -213,3 +213,23 @@ def test_each_bigquery_step_shows_what_its_jobs_cost(bq_proxy, gcp_env, tmp_path
             assert set(kinds) == set(expected)
         merged = [sent[job]["configuration"]["query"]["query"] for job in ids]
         assert any(statement.startswith("MERGE ") and " ON FALSE " in statement for statement in merged)
+
+
+def test_a_bucket_in_another_location_fails_the_load_naming_the_dataset_location_not_the_file(bq_proxy, gcp_env):
+    """The emulators have one location, so BigQuery's refusal is injected into the load job's answer
+    (the text BigQuery gives a job across locations); the message must not blame the file."""
+    refusal = "Cannot read and write in different locations: source: EU, destination: US"
+
+    def done_load(r) -> bool:
+        job = r.response if isinstance(r.response, dict) else {}
+        return "load" in job.get("configuration", {}) and job.get("status", {}).get("state") == "DONE"
+
+    def refused(job: dict) -> dict:
+        error = {"reason": "invalid", "message": refusal}
+        return {**job, "status": {"state": "DONE", "errorResult": error, "errors": [error]}}
+
+    bq_proxy.rewrite_next(done_load, refused)
+    output = execute_job("green_taxi_job", "2019-01-01", gcp_env, succeed=False)
+    assert "DatasetError" in output and refusal in output
+    assert f"into dataset {PROJECT}.{gcp_env['TAXI_DATASET']}, which is in US" in output
+    assert "preflight` shows both locations" in output and "InvalidFileError" not in output

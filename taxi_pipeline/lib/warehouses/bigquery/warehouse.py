@@ -23,7 +23,7 @@ from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult
 from taxi_pipeline.lib.warehouses.bigquery import admin
 from taxi_pipeline.lib.warehouses.bigquery import sql
-from taxi_pipeline.lib.warehouses.bigquery.dataset import ensure_dataset
+from taxi_pipeline.lib.warehouses.bigquery.dataset import DatasetError, ensure_dataset
 from taxi_pipeline.lib.warehouses.bigquery.jobs import Jobs, dml_counts, month_params
 from taxi_pipeline.lib.warehouses.shape import ShapeReport, require_ours
 
@@ -51,9 +51,9 @@ class BigQueryWarehouse:
         staging, loaded = colour.staging_table(month), f"{colour.staging_table(month)}__raw"
         with self._client() as client:
             jobs = Jobs(client, self.location)
-            ensure_dataset(client, self.project, self.dataset, self.location)
+            dataset = ensure_dataset(client, self.project, self.dataset, self.location)
             self._main_table(client, colour)  # another shape: touch nothing
-            self._load(jobs, colour, raw, loaded)
+            self._load(jobs, colour, raw, loaded, dataset.location)
             try:
                 jobs.query(self._staging_statement(colour, raw, staging, loaded), month_params(month, raw.file_name))
             except google_errors.BadRequest as exc:
@@ -129,7 +129,7 @@ class BigQueryWarehouse:
             return sql.create_staging_from_parquet(self.project, self.dataset, colour, staging, loaded, raw.layout)
         return sql.create_staging_table(self.project, self.dataset, colour, staging, loaded)
 
-    def _load(self, jobs: Jobs, colour: Colour, raw: RawFile, loaded: str) -> None:
+    def _load(self, jobs: Jobs, colour: Colour, raw: RawFile, loaded: str, location: str | None) -> None:
         """A load job (not an external table: faster, and what every emulator supports). A CSV
         loads with every column STRING, so the ids hash the file's own text; a Parquet file loads
         in its own types (one file per load, so its era's types never meet another era's)."""
@@ -147,6 +147,12 @@ class BigQueryWarehouse:
             job.result()
         except google_errors.GoogleAPIError as exc:
             details = "; ".join(e.get("message", "") for e in (job.errors or [])[:3]) or str(exc)
+            if "location" in details.lower():  # the bucket is not where the dataset is: not the file's fault
+                raise DatasetError(
+                    f"BigQuery could not read {raw.uri} into dataset {self.project}.{self.dataset}, which is in "
+                    f"{location}: {details}. The bucket must be in the dataset's location (or a region inside "
+                    "its multi-region): https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-csv"
+                    "#data-locations; `python -m taxi_pipeline preflight` shows both locations") from exc
             raise InvalidFileError(raw.file_name, f"BigQuery could not load {raw.uri}: {details}") from exc
         jobs.costs.add(job)
 
