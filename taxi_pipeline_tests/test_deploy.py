@@ -10,6 +10,7 @@ logs are read from the deployment's Postgres; row counts from the BigQuery emula
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
 from pathlib import Path
@@ -159,7 +160,7 @@ def test_a_ui_backfill_runs_every_month_in_its_own_container_through_the_docker_
         colour, partition = tags["taxi"], tags["dagster/partition"]
         expected = (GREEN if colour == "green" else YELLOW)[partition]
         assert tags["backfill"] == "true" and tags["file"] == expected[0], tags
-        assert tags["docker/image"] == IMAGE
+        assert tags["dagster/image"] == IMAGE
         months[(colour, partition)] = run_id
         report.append(f"{colour} {partition}: run {run_id[:8]} SUCCESS in container "
                       f"{assert_in_own_container(deployment, run_id)} ({tags['docker/container_id'][:12]})")
@@ -171,3 +172,121 @@ def test_a_ui_backfill_runs_every_month_in_its_own_container_through_the_docker_
     assert bq_counts(bq, "green_tripdata") == {name: (n, n) for name, n in GREEN.values()}
     assert bq_counts(bq, "yellow_tripdata") == {name: (n, n) for name, n in YELLOW.values()}
     print("\n" + "\n".join(report) + f"\nbackfill of 4 months: {time.monotonic() - started:.0f} s")
+
+
+def launch(stack: Deployment, job: str, **tags: str) -> str:
+    """`dagster job launch` as a team runs it on the deployment: in the daemon's container."""
+    return stack.cli("daemon", "dagster", "job", "launch", "-w", "deploy/workspace.grpc.yaml", "-j", job,
+                     "--tags", json.dumps(tags))
+
+
+def test_dagster_job_launch_queues_a_run_the_deployment_starts_in_its_own_container(deployment, bq):
+    launch(deployment, "yellow_taxi_job", **{"dagster/partition": "2020-07-01", "launched_by": "deploy-test"})
+    [(run_id, status)] = deployment.wait_for_runs(1, "launched_by", "deploy-test")
+    assert status == "SUCCESS"
+    assert deployment.tags(run_id)["taxi"] == "yellow"
+    name = assert_in_own_container(deployment, run_id)
+    n = deployment.rows["yellow_tripdata_2020-07.csv"]
+    assert bq_counts(bq, "yellow_tripdata")["yellow_tripdata_2020-07.csv"] == (n, n)
+    print(f"\ndagster job launch: run {run_id[:8]} SUCCESS in container {name}")
+
+
+def publish(stack: Deployment, tlc_file: str, month: dt.date) -> str:
+    name = f"green_tripdata_{month:%Y-%m}.parquet"
+    shutil.copy(TLC / tlc_file, stack.mirror / "tlc" / name)
+    return name
+
+
+def test_a_sensor_tick_launches_a_late_month_through_the_launcher(deployment, bq):
+    month = months_ago(5)  # in the sensor's look-back (12 months), not the schedule's (3)
+    name = publish(deployment, "green_tripdata_2025-01.parquet", month)
+    [(run_id, status)] = deployment.wait_for_runs(1, "dagster/partition", f"{month:%Y-%m-%d}", timeout_s=180)
+    tags = deployment.tags(run_id)
+    assert status == "SUCCESS" and tags["trigger"] == "sensor" and tags["dagster/sensor_name"] == "green_taxi_sensor"
+    print(f"\nsensor tick: run {run_id[:8]} in container {assert_in_own_container(deployment, run_id)}")
+    assert bq_counts(bq, "green_tripdata")[name] == (48_326, 48_326)
+
+
+def test_a_schedule_tick_launches_the_month_that_just_ended_through_the_launcher(deployment, bq):
+    # The sensor would see that month too: stopped for the schedule to be the one that launches it.
+    deployment.cli("daemon", "dagster", "sensor", "stop", "green_taxi_sensor", "-w", "deploy/workspace.grpc.yaml")
+    month = months_ago(1)
+    name = publish(deployment, "green_tripdata_2023-02.parquet", month)
+    try:
+        [(run_id, status)] = deployment.wait_for_runs(1, "dagster/partition", f"{month:%Y-%m-%d}", timeout_s=240)
+    finally:
+        deployment.cli("daemon", "dagster", "sensor", "start", "green_taxi_sensor", "-w", "deploy/workspace.grpc.yaml")
+    tags = deployment.tags(run_id)
+    assert status == "SUCCESS" and tags["trigger"] == "schedule", tags
+    assert tags["dagster/schedule_name"] == "green_taxi_schedule"
+    print(f"\nschedule tick: run {run_id[:8]} in container {assert_in_own_container(deployment, run_id)}")
+    assert bq_counts(bq, "green_tripdata")[name] == (64_809, 64_809)
+
+
+def run_failure_message(stack: Deployment, run_id: str) -> str:
+    rows = stack.query("SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type IN "
+                       "('PIPELINE_FAILURE', 'ENGINE_EVENT') ORDER BY id", [run_id])
+    return " | ".join(json.loads(event).get("user_message", "")[:200] for (event,) in rows[-3:])
+
+
+def test_a_run_container_killed_mid_merge_is_failed_by_run_monitoring_and_retried(deployment, bq):
+    launch(deployment, "green_taxi_job", **{"dagster/partition": "2020-10-01", "launched_by": "kill-test"})
+    deadline = time.monotonic() + 240
+    while True:  # the merge step (the main table's asset) has started in the run's container
+        runs = deployment.runs("launched_by", "kill-test")
+        if runs and deployment.query("SELECT 1 FROM event_logs WHERE run_id = %s AND step_key = 'green_tripdata' "
+                                     "AND dagster_event_type = 'STEP_START'", [runs[0][0]]):
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.05)
+    killed = runs[0][0]
+    deployment.engine.docker("kill", deployment.tags(killed)["docker/container_id"])
+    [(first, first_status), (retry, retry_status)] = deployment.wait_for_runs(2, "launched_by", "kill-test",
+                                                                                timeout_s=300)
+    assert (first, first_status) == (killed, "FAILURE")
+    merge_ends = deployment.query("SELECT count(*) FROM event_logs WHERE run_id = %s AND step_key = 'green_tripdata' "
+                                  "AND dagster_event_type IN ('STEP_SUCCESS', 'STEP_FAILURE')", [killed])
+    assert merge_ends == [(0,)]  # killed inside the merge: the step never ended
+    assert deployment.container(killed)["State"]["ExitCode"] == 137
+    retry_tags = deployment.tags(retry)
+    assert retry_status == "SUCCESS" and retry_tags["dagster/parent_run_id"] == killed, retry_tags
+    assert retry_tags["dagster/retry_number"] == "1"
+    assert_in_own_container(deployment, retry)
+    assert bq_counts(bq, "green_tripdata")["green_tripdata_2020-10.csv"] == (95_120, 95_120)
+    print(f"\nkilled {killed[:8]} mid-merge: {run_failure_message(deployment, killed)}\n"
+          f"retried as {retry[:8]}: SUCCESS, 95120 rows, 95120 distinct ids")
+
+
+def test_the_daemon_restarted_mid_backfill_completes_it_and_runs_no_month_twice(deployment, bq):
+    months = ["2020-01-01", "2020-02-01", "2020-03-01", "2020-05-01"]
+    backfill_id = launch_backfill(deployment, {"green": months})
+    deadline = time.monotonic() + 240
+    while not any(status == "STARTED" for _, status in deployment.runs("dagster/backfill", backfill_id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    deployment.compose("restart", "daemon")
+    assert wait_for_backfill(deployment, backfill_id) == "COMPLETED_SUCCESS"
+    runs = deployment.wait_for_runs(4, "dagster/backfill", backfill_id)
+    partitions = sorted(deployment.tags(run_id)["dagster/partition"] for run_id, _ in runs)
+    assert partitions == months and [s for _, s in runs] == ["SUCCESS"] * 4, (partitions, runs)
+    counts = bq_counts(bq, "green_tripdata")
+    for month in months:
+        name = f"green_tripdata_{month[:7]}.csv"
+        assert counts[name] == (deployment.rows[name],) * 2, name
+
+
+def test_compose_down_and_up_keeps_the_history_and_the_next_ticks_reload_nothing(deployment):
+    runs_before = deployment.query("SELECT run_id, status FROM runs ORDER BY run_id")
+    deployment.compose("down")  # no -v: the Postgres volume stays
+    assert deployment.compose("ps", "-q").strip() == ""
+    up_at = time.time()
+    deployment.up()
+    assert deployment.query("SELECT run_id, status FROM runs ORDER BY run_id") == runs_before
+    deadline = time.monotonic() + 150
+    while not deployment.query(
+            "SELECT 1 FROM job_ticks WHERE type = 'SCHEDULE' AND status = 'SKIPPED' AND timestamp > to_timestamp(%s) "
+            "AND tick_body LIKE %s", [up_at, '%green_taxi_schedule%']):
+        assert time.monotonic() < deadline, "no schedule tick after up"
+        time.sleep(2)
+    time.sleep(10)  # two sensor ticks more
+    assert deployment.query("SELECT run_id, status FROM runs ORDER BY run_id") == runs_before
