@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # A fault takes the request handler and the file's bytes and answers instead of the server;
-# returning False lets the normal answer through.
+# returning False lets the normal answer through. GETs and HEADs take them in turn.
 Fault = Callable[[http.server.BaseHTTPRequestHandler, Path], bool]
 
 
@@ -23,7 +23,8 @@ class MirrorServer(http.server.ThreadingHTTPServer):
     def __init__(self, root: Path):
         self.root = root
         self.faults: list[Fault] = []  # consumed in order, one per request
-        self.requests: list[str] = []
+        self.requests: list[str] = []  # GETs
+        self.heads: list[str] = []  # HEADs (the sensors' and schedules' probes)
         super().__init__(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
 
     @property
@@ -41,6 +42,14 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             if fault(self, Path(self.translate_path(self.path))):
                 return
         super().do_GET()
+
+    def do_HEAD(self) -> None:
+        self.server.heads.append(self.path)
+        if self.server.faults:
+            fault = self.server.faults.pop(0)
+            if fault(self, Path(self.translate_path(self.path))):
+                return
+        super().do_HEAD()
 
     def log_message(self, *args) -> None:  # keep test output quiet
         pass

@@ -166,20 +166,23 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         started = time.monotonic()
         warehouse = target.warehouse(context.log.info)
         publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
-        publication.finish_interrupted(
-            lambda stored: stage_object(warehouse, colour, month, file, stored), lambda: merge_month(warehouse, source, colour, month, file))
+
+        def stage(stored: StoredObject) -> StageResult:
+            return stage_object(warehouse, colour, month, file, stored)
+
+        yield from publication.finish_interrupted(stage, lambda: merge_month(warehouse, source, colour, month, file))
         stored, _ = stored_raw_file(target.store(), file, context.run.run_id)
         pending = stored if stored.key != file.object_key else None
         try:
-            result = stage_object(warehouse, colour, month, file, stored)
+            result = stage(stored)
         except InvalidFileError as exc:
             if pending is not None:
-                publication.reject(pending, exc)
+                yield publication.reject(pending, exc)  # yielded, so it is kept although the step fails
             raise
         publication.staged(pending)
         if result.reused:
             context.log.info(f"{result.table} was built from this very file by this code: kept as it is")
-        return dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(metadata={
             "dagster/row_count": result.rows,
             "dagster/table_name": result.table,
             "dagster/column_schema": table_schema(colour),
@@ -212,16 +215,16 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
             # Safe to re-run: the merge is one transaction keyed on unique_row_id.
             return merge_month(warehouse, source, colour, month, file)
 
-        publication.finish_interrupted(stage, merge)
+        yield from publication.finish_interrupted(stage, merge)
         pending = publication.to_merge(stage)
         result = merge()
         if pending is not None:
-            publication.promote(pending)
+            yield publication.promote(pending)
         context.log.info(
             f"{result.table} {month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
             f"{result.month_rows:,} for the month, {result.table_rows:,} in all"
         )
-        return dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(metadata={
             "dagster/row_count": result.month_rows,
             "dagster/table_name": result.table,
             "dagster/column_schema": table_schema(colour),

@@ -7,6 +7,7 @@ from taxi_pipeline.defs.assets import main_asset_key, raw_asset_key
 from taxi_pipeline.defs.partitions import month_of_key
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.stores.publication import MonthObjects
 
 MONTH_MATCHES_SOURCE = "month_matches_source"
 SCHEMA_KNOWN = "schema_known"
@@ -50,7 +51,9 @@ def build_schema_drift_check(colour: Colour) -> dg.AssetChecksDefinition:
     def schema_known(context: dg.AssetCheckExecutionContext, source: SourceResource, target: TargetResource):
         month = month_of_key(context.run.tags["dagster/partition"])
         file = source.choice().locate(colour, month)
-        stored = target.store().stat(file.object_key)
+        # The file this run downloaded (still pending while the check runs), else the month's.
+        objects = MonthObjects(target.store(), file.object_key)
+        stored = objects.pending(context.run.run_id) or objects.published()
         unknown = [c for c in (stored.metadata.get("unknown_columns", "") if stored else "").split(",") if c]
         return dg.AssetCheckResult(
             passed=not unknown, severity=dg.AssetCheckSeverity.WARN,

@@ -65,17 +65,19 @@ class Publication:
     def own(self) -> StoredObject | None:
         return self.objects.pending(self.run_id)
 
-    def record(self, **extra: object) -> None:
-        """A materialization of the raw asset that describes the month's object as it now is."""
-        self.context.log_event(dg.AssetMaterialization(
+    def record(self, **extra: object) -> dg.AssetMaterialization:
+        """A materialization of the raw asset that describes the month's object as it now is.
+        The steps yield it (a yielded event is kept even when the step then fails)."""
+        return dg.AssetMaterialization(
             asset_key=self.raw_key, partition=self.context.partition_key,
             metadata={**describe(self.objects.published()), **extra},
-        ))
+        )
 
-    def finish_interrupted(self, stage: Stage, merge: Merge) -> None:
+    def finish_interrupted(self, stage: Stage, merge: Merge) -> list[dg.AssetMaterialization]:
         """A file left `merging` by a killed run: its month may be published in the warehouse
         while the bucket still holds the previous file. Staging and merging it again is a no-op
         if the merge had committed and completes it if not; then it takes the month's place."""
+        events = []
         for stored in self.objects.pendings():
             if self.objects.run_of(stored) == self.run_id or self.objects.state(stored) != MERGING:
                 continue
@@ -86,8 +88,9 @@ class Publication:
             stage(stored)
             merge()
             self.objects.promote(stored, self.run_id)
-            self.record(finished_for_run=self.objects.run_of(stored))
+            events.append(self.record(finished_for_run=self.objects.run_of(stored)))
             self._supersede_others(None)
+        return events
 
     def staged(self, stored: StoredObject | None) -> None:
         """`stored` (None: the month's object) is what the warehouse's staged month holds now."""
@@ -127,14 +130,12 @@ class Publication:
         self.objects.mark(stored, MERGING)
         return stored
 
-    def promote(self, stored: StoredObject) -> StoredObject:
-        published = self.objects.promote(stored, self.run_id)
-        self.record()
-        return published
+    def promote(self, stored: StoredObject) -> dg.AssetMaterialization:
+        self.objects.promote(stored, self.run_id)
+        return self.record()
 
-    def reject(self, stored: StoredObject, error: Exception) -> StoredObject:
+    def reject(self, stored: StoredObject, error: Exception) -> dg.AssetMaterialization:
         rejected = self.objects.reject(stored, self.run_id, str(error))
-        self.record(rejected_uri=dg.MetadataValue.path(rejected.uri), rejected_md5=rejected.metadata.get("md5", ""),
-                    rejected_error=str(error)[:1000])
         self.context.log.error(f"{stored.uri}: rejected, kept as {rejected.uri}; the month's object is unchanged")
-        return rejected
+        return self.record(rejected_uri=dg.MetadataValue.path(rejected.uri), rejected_md5=rejected.metadata.get("md5", ""),
+                           rejected_error=str(error)[:1000])

@@ -11,8 +11,9 @@ import dagster as dg
 from taxi_pipeline.defs.launching import has_unfinished_run, loaded_partitions, recent_months
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
+from taxi_pipeline.defs.sensors import probe_retry
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.sources.http import probe
+from taxi_pipeline.lib.sources.http import SourceUnavailableError, probe
 
 SCHEDULE_TRIGGER_TAG = {"trigger": "schedule"}
 LOOKBACK_MONTHS = 3
@@ -39,7 +40,7 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
     )
     def monthly(context: dg.ScheduleEvaluationContext, source: SourceResource, target: TargetResource):
         choice = source.choice()
-        requests, waiting, unserved, held = [], [], [], []
+        requests, waiting, unserved, held, unreachable = [], [], [], [], []
         loaded = loaded_partitions(context.instance, colour, target)
         for key, month in recent_months(context.scheduled_execution_time, LOOKBACK_MONTHS):
             if not choice.can_serve(month):
@@ -51,7 +52,12 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
             if has_unfinished_run(context.instance, colour, key):
                 continue
             file = choice.locate(colour, month)
-            if probe(file.url, source.timeout_s) is None:
+            try:
+                published = probe(file.url, probe_retry(source), context.log.info)
+            except SourceUnavailableError as exc:
+                unreachable.append(str(exc))
+                break  # the other months are at the same source
+            if published is None:
                 waiting.append(file.file_name)
                 continue
             tags = {**SCHEDULE_TRIGGER_TAG, **run_tags(colour, file, launched_by_backfill=False)}
@@ -61,7 +67,7 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
             requests.append(dg.RunRequest(run_key=key, partition_key=key, tags=tags))
         if requests:
             return requests
-        reasons = []
+        reasons = [f"cannot reach the source: {unreachable[0]}; the next tick (and the sensor) looks again"] if unreachable else []
         if waiting:
             reasons.append(f"not published at the source yet: {', '.join(waiting)}")
         if unserved:

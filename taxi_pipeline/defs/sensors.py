@@ -1,17 +1,24 @@
 """A publication sensor per colour: loads a month as soon as its file appears at the source, and
 again when the source replaces it (the TLC republishes files now and then).
 
-Each evaluation sends one HEAD per recent month (cheap: no body), so a daily interval is enough
-for a source that publishes monthly. A month is launched with `reason=new` if it is published
-and not loaded, `reason=changed` if its ETag, Content-Length or Last-Modified differ from what the
-raw file's materialization recorded, `reason=missing` if Dagster recorded it as loaded but the
-warehouse has no rows of it (deleted or dropped by hand: the warehouse is what counts); never while a run of it is queued or in progress, whoever
-launched it, and never when it is loaded and unchanged. The run key names the file's change
-tokens, so one publication is launched once: a month whose file is bad fails once, and is tried
-again when the source replaces the file (or by hand).
+Each look at the source sends one HEAD per recent month (cheap: no body), once a day by default.
+A month is launched with `reason=new` if it is published and not loaded, `reason=changed` if its
+ETag, Content-Length or Last-Modified differ from those of the month's object in the bucket (the
+file the warehouse's month came from, not merely the last one downloaded), `reason=missing` if
+Dagster recorded it as loaded but the warehouse has no rows of it (deleted or dropped by hand:
+the warehouse is what counts); never while a run of it is queued or in progress, whoever launched
+it, never when it is loaded and unchanged, and not again for a file the warehouse rejected (kept
+under `rejected/`) until the source changes it. The run key names the file's change tokens, so one
+publication is launched once.
+
+A look that cannot reach the source (a reset, a stall, a 5xx, after the downloads' retries)
+skips with that reason and looks again after `RETRY_S`, not a day later: the sensor ticks every
+`RETRY_S` at most, and its cursor says when the next look is due.
 """
 
 import datetime as dt
+import json
+import time
 
 import dagster as dg
 
@@ -21,15 +28,39 @@ from taxi_pipeline.defs.launching import (
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.sources.http import probe
+from taxi_pipeline.lib.sources.http import Published, RetrySettings, SourceUnavailableError, probe
+from taxi_pipeline.lib.stores.base import StoredObject
+from taxi_pipeline.lib.stores.publication import MonthObjects
 
 SENSOR_TRIGGER_TAG = "trigger"
 LOOKBACK_MONTHS = 12  # the TLC has republished files months later; older months are left to hand
 DAILY = 24 * 60 * 60
+RETRY_S = 15 * 60  # after a look that could not reach the source
 
 
 def sensor_name(colour: Colour) -> str:
     return f"{colour.name}_taxi_sensor"
+
+
+def probe_retry(source: SourceResource) -> RetrySettings:
+    """The downloads' backoff (same first delay, doubling, jitter), with fewer and shorter
+    attempts: a tick must end within Dagster's 60 s evaluation timeout even if every attempt
+    stalls (4 x 10 s + 1 + 2 + 4 s of backoff)."""
+    return RetrySettings(min(source.attempts, 4), source.first_retry_delay_s, max_delay_s=8.0,
+                         timeout_s=min(source.timeout_s, 10.0))
+
+
+def _tokens(stored: StoredObject | None) -> Published | None:
+    """The change tokens the source gave for the object's file, as kept in its metadata."""
+    if stored is None:
+        return None
+    meta = stored.metadata
+    length = meta.get("content_length", "")
+    return Published(int(length) if length.isdigit() else None, meta.get("etag"), meta.get("last_modified"))
+
+
+def _at(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def build_colour_sensor(
@@ -37,37 +68,55 @@ def build_colour_sensor(
 ) -> dg.SensorDefinition:
     """`interval_s` and `lookback_months` override the daily interval and the months looked at."""
     lookback = lookback_months or LOOKBACK_MONTHS
+    interval = interval_s or DAILY
 
     @dg.sensor(
-        name=sensor_name(colour), job=job, minimum_interval_seconds=interval_s or DAILY,
+        name=sensor_name(colour), job=job, minimum_interval_seconds=min(interval, RETRY_S),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Daily: a HEAD request per month of the last {lookback}; launches a "
         f"{colour.name} month when its file appears at the source (reason=new) or changes "
-        "(reason=changed: ETag, Content-Length or Last-Modified differ from the loaded file's).",
+        "(reason=changed: ETag, Content-Length or Last-Modified differ from the loaded file's). "
+        f"If the source cannot be reached, it skips and looks again after {RETRY_S // 60} minutes.",
     )
     def publication(context: dg.SensorEvaluationContext, source: SourceResource, target: TargetResource):
+        now = time.time()
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        due = float(cursor.get("next_look_at", 0))
+        if now < due:
+            return dg.SkipReason(f"looked at the source at {_at(cursor['looked_at'])}; next look at {_at(due)}")
         choice = source.choice()
+        store = target.store()
         loaded = loaded_partitions(context.instance, colour, target)
-        requests, notes = [], []
+        requests, notes, unreachable = [], [], None
         for key, month in recent_months(dt.datetime.now(dt.UTC), lookback):
             if not choice.can_serve(month) or has_unfinished_run(context.instance, colour, key):
                 continue
             file = choice.locate(colour, month)
-            published = probe(file.url, source.timeout_s)
+            try:
+                published = probe(file.url, probe_retry(source), context.log.info)
+            except SourceUnavailableError as exc:
+                unreachable = str(exc)  # the other months are at the same source: stop here
+                break
             if published is None:
                 notes.append(f"{month:%Y-%m} not published")
                 continue
+            objects = MonthObjects(store, file.object_key)
             if key not in loaded.partitions:
                 if loaded.missing(key):
                     reason, detail = "missing", f"recorded as loaded by Dagster, but {loaded.source} has no rows of it"
                 else:
                     reason, detail = "new", "published, not loaded"
             else:
-                recorded = recorded_tokens(context.instance, colour, key)
+                recorded = _tokens(objects.published()) or recorded_tokens(context.instance, colour, key)
                 differ = changes(recorded, published) if recorded else []
                 if not differ:
                     continue
                 reason, detail = "changed", "; ".join(differ)
+            rejected = objects.rejected()
+            if reason != "missing" and rejected is not None and not changes(_tokens(rejected), published):
+                notes.append(f"{month:%Y-%m}: the source's file was rejected ({rejected.metadata.get('error', '?')}); "
+                             "waiting for the source to change it")
+                continue
             context.log.info(f"{file.file_name}: {reason} ({detail})")
             token = published.etag or f"{published.content_length}/{published.last_modified}"
             requests.append(dg.RunRequest(
@@ -77,6 +126,10 @@ def build_colour_sensor(
                 tags={SENSOR_TRIGGER_TAG: "sensor", "reason": reason,
                       **run_tags(colour, file, launched_by_backfill=False)},
             ))
+        next_look = now + (min(RETRY_S, interval) if unreachable else interval)
+        context.update_cursor(json.dumps({"looked_at": now, "next_look_at": next_look}))
+        if unreachable:
+            notes.insert(0, f"cannot reach the source: {unreachable}; looking again at {_at(next_look)}")
         if requests:
             return requests
         return dg.SkipReason(

@@ -194,13 +194,26 @@ def _check_complete(published: Published, size: int) -> None:
         raise _TransientError(f"transfer ended at {size:,} of {published.content_length:,} bytes")
 
 
-def probe(url: str, timeout_s: float = 30.0) -> Published | None:
-    """A HEAD request: the file's change tokens if the source has it now, None if not (403/404)."""
+def probe(url: str, retry: RetrySettings | float = RetrySettings(), progress: Callable[[str], None] = log.info) -> Published | None:
+    """A HEAD request: the file's change tokens if the source has it now, None if not (403/404).
+
+    Network faults (a reset, a stall, a 5xx) are retried with the downloads' backoff; after the
+    last attempt `SourceUnavailableError` says so. A bare number is a timeout with one attempt."""
+    if not isinstance(retry, RetrySettings):
+        retry = RetrySettings(attempts=1, timeout_s=float(retry))
     file_name = url.rsplit("/", 1)[-1]
-    try:
-        with _open(url, file_name, timeout_s, method="HEAD") as response:
-            return _published(response)
-    except SourceNotFoundError:
-        return None
-    except _TransientError as exc:
-        raise SourceUnavailableError(f"{file_name}: {exc} ({url})") from exc
+    for attempt in range(1, retry.attempts + 1):
+        try:
+            with _open(url, file_name, retry.timeout_s, method="HEAD") as response:
+                return _published(response)
+        except SourceNotFoundError:
+            return None
+        except _TransientError as exc:
+            if attempt == retry.attempts:
+                raise SourceUnavailableError(
+                    f"{file_name}: cannot reach the source after {attempt} attempt(s); last error: {exc} ({url})"
+                ) from exc
+            delay = retry.delay(attempt)
+            progress(f"{file_name}: HEAD attempt {attempt} failed ({exc}); retrying in {delay:.1f} s")
+            time.sleep(delay)
+    raise AssertionError("unreachable")

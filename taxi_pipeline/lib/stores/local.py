@@ -44,6 +44,8 @@ class LocalObjectStore:
         finally:
             with contextlib.suppress(OSError):  # the error above, if any, is the one to report
                 part.unlink(missing_ok=True)
+                if not final.exists():
+                    _remove_empty_folders(final.parent, self.root)
 
     def stat(self, key: str) -> StoredObject | None:
         path = self._path(key)
