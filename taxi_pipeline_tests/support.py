@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import shutil
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -95,3 +99,26 @@ def table_checksum(home: Path, colour: Colour) -> tuple[int, str | None]:
         f"SELECT count(*), sum(hash(unique_row_id))::VARCHAR FROM zoomcamp.{colour.main_table}",
     )
     return count, digest
+
+
+@contextlib.contextmanager
+def warehouse_held(home: Path) -> Iterator[None]:
+    """Holds the embedded warehouse's file lock (as a DuckDB CLI left open would) until the block
+    ends: every run that reaches a warehouse step meanwhile must wait, and say so in its log."""
+    home.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        yield
+    finally:
+        con.close()
+
+
+def wait_until_each_logged(procs: list[tuple[subprocess.Popen, Path]], text: str) -> None:
+    """Returns once every process's log holds `text`; fails if one ends without it."""
+    while True:
+        missing = [(proc, log) for proc, log in procs if text not in log.read_text()]
+        if not missing:
+            return
+        for proc, log in missing:
+            assert proc.poll() is None, f"ended without logging {text!r}:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)

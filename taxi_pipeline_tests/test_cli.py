@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from taxi_pipeline_tests.support import query
+from taxi_pipeline_tests.support import query, wait_until_each_logged, warehouse_held
 
 ROOT = Path(__file__).parents[1]
 
@@ -38,7 +38,9 @@ def test_job_execute_loads_two_green_months_exactly_and_reruns_add_nothing(tmp_p
 
 
 def test_concurrent_runs_wait_for_the_warehouse_instead_of_failing(tmp_path, http_mirror):
-    """Three processes at once, two on the same month: DuckDB allows one writer process."""
+    """Three processes at once, two on the same month: DuckDB allows one writer process. The
+    test holds the warehouse file until all three have logged that they wait for it (so they
+    provably ran at once and waited, not failed), then lets go."""
     home = tmp_path / "home"
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster"), "TAXI_HOME": str(home),
            "TAXI_SOURCE_URL": http_mirror.url}
@@ -47,16 +49,20 @@ def test_concurrent_runs_wait_for_the_warehouse_instead_of_failing(tmp_path, htt
     # Create the instance's SQLite storage first, as a running webserver or daemon would have:
     # three processes racing to create it is a Dagster start-up race, not what this test is about.
     subprocess.run([str(cli), "instance", "migrate"], env=env, check=True, capture_output=True, timeout=120)
-    procs = [
-        subprocess.Popen(
-            [str(cli), "job", "execute", "-m", "taxi_pipeline.definitions", "-j", "green_taxi_job",
-             "--tags", json.dumps({"dagster/partition": partition})],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        for partition in ("2020-10-01", "2020-04-01", "2020-10-01")
-    ]
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(o[-2000:] for o in outputs)
+    procs = []
+    with warehouse_held(home):
+        for i, partition in enumerate(("2020-10-01", "2020-04-01", "2020-10-01")):
+            log = tmp_path / f"run{i}.log"
+            with open(log, "w") as out:
+                procs.append((subprocess.Popen(
+                    [str(cli), "job", "execute", "-m", "taxi_pipeline.definitions", "-j", "green_taxi_job",
+                     "--tags", json.dumps({"dagster/partition": partition})],
+                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                ), log))
+        wait_until_each_logged(procs, f"warehouse {home / 'warehouse.duckdb'} is locked by")
+    codes = [proc.wait(300) for proc, _ in procs]
+    assert codes == [0, 0, 0], "\n".join(log.read_text()[-2000:] for _, log in procs)
+    assert all("RUN_SUCCESS" in log.read_text() for _, log in procs)
     assert set(query(home, "SELECT filename, count(*), count(DISTINCT unique_row_id) FROM zoomcamp.green_tripdata GROUP BY 1")) == {
         ("green_tripdata_2020-04.csv", 35_612, 35_612), ("green_tripdata_2020-10.csv", 95_120, 95_120)
     }

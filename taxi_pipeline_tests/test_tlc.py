@@ -276,7 +276,7 @@ def test_a_column_the_colour_does_not_know_loads_and_the_drift_check_warns(tmp_p
     drift = checks["schema_known"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.metadata["unknown_columns"].value == "request_source"
-    [raw] = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["green_raw_file"]]
+    [raw] = [e for e in result.get_asset_materialization_events() if e.step_key == "green_raw_file"]
     assert raw.materialization.metadata["unknown_columns"].value == "request_source"
     assert query(tmp_path / "home", "SELECT count(*) FROM zoomcamp.green_tripdata") == [(48_326,)]
 

@@ -82,7 +82,7 @@ class Publication:
             if self.objects.run_of(stored) == self.run_id or self.objects.state(stored) != MERGING:
                 continue
             self.context.log.warning(
-                f"{stored.uri}: run {self.objects.run_of(stored)} was stopped while publishing it; "
+                f"{stored.uri}: run {self.objects.run_of(stored)} began publishing it and did not finish (stopped, or still at it); "
                 "publishing it now, before this run's file"
             )
             stage(stored)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject
+from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject, StoreError
 
 STATE = "publication"
 DOWNLOADED, STAGED, SUPERSEDED, MERGING, PUBLISHED, REJECTED = (
@@ -80,10 +80,17 @@ class MonthObjects:
         self.store.update_metadata(stored.key, {STATE: state, "publication_at": _now()})
 
     def promote(self, stored: StoredObject, run_id: str) -> StoredObject:
-        """The pending file becomes the month's object (its month is published)."""
-        return self.store.move(stored.key, self.object_key, {
-            STATE: PUBLISHED, "publication_at": _now(), "published_by_run": run_id,
-        })
+        """The pending file becomes the month's object (its month is published). Two runs may
+        both finish one killed run's file: the second finds it in place already."""
+        try:
+            return self.store.move(stored.key, self.object_key, {
+                STATE: PUBLISHED, "publication_at": _now(), "published_by_run": run_id,
+            })
+        except StoreError:
+            published = self.published()
+            if self.store.stat(stored.key) is None and published and published.metadata.get("md5") == stored.metadata.get("md5"):
+                return published
+            raise
 
     def reject(self, stored: StoredObject, run_id: str, error: str) -> StoredObject:
         """The pending file goes aside, with the reason; the month's object stays as it was."""
