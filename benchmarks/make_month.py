@@ -62,8 +62,10 @@ def make_parquet_month(csv_month: Path, dest: Path, rows: int) -> Path:
             fields.append(name)
         else:
             fields.append(f"CAST({name} AS DOUBLE) AS {name}")
-    fields.append("CASE WHEN PULocationID IN ('132', '138') THEN 1.75 ELSE 0.0 END AS Airport_fee")
-    fields.append("CASE WHEN hash(tpep_pickup_datetime) % 3 = 0 THEN 0.75 ELSE 0.0 END AS cbd_congestion_fee")
+    # Doubles, as the TLC's money columns are (DuckDB would type the literals DECIMAL(3, 2)).
+    fields.append("CAST(CASE WHEN PULocationID IN ('132', '138') THEN 1.75 ELSE 0.0 END AS DOUBLE) AS Airport_fee")
+    fields.append("CAST(CASE WHEN hash(tpep_pickup_datetime) % 3 = 0 THEN 0.75 ELSE 0.0 END AS DOUBLE) "
+                  "AS cbd_congestion_fee")
     con.execute(
         f"COPY (SELECT {', '.join(fields)} FROM {sql.read_raw_csv(YELLOW)} LIMIT {int(rows)}) "
         f"TO '{dest}' (FORMAT parquet, COMPRESSION zstd)", {"path": str(csv_month)},

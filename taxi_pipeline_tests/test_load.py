@@ -14,6 +14,7 @@ from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.warehouses.duckdb import sql as duckdb_sql
 from taxi_pipeline.lib.colours import GREEN, YELLOW, LogicalType
 from taxi_pipeline.lib.raw_file import RawFile
+from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
 from taxi_pipeline_tests.support import (
     MIRROR,
@@ -219,3 +220,22 @@ def test_tables_of_the_earlier_layouts_are_converted_in_place_keeping_every_row(
     assert load_month(GREEN, GREEN_2020_04[0], resources).success  # a re-run: the month's ids now as loaded
     assert sorted(month_ids(taxi_home, GREEN, GREEN_2020_04[1])) == sorted(
         reference_ids(GREEN_2020_04[1], MIRROR / "green" / f"{GREEN_2020_04[1]}.gz"))
+
+
+@pytest.mark.parametrize(("column", "value"), [("payment_type", "1.5"), ("passenger_count", "1e3"), ("payment_type", "0x10")])
+def test_an_integer_field_that_is_not_integer_text_fails_staging_naming_file_line_column_and_value(tmp_path, column, value):
+    """Real green rows, one INTEGER field replaced at line 5001 (DuckDB's cast alone reads '1.5'
+    as 2, '1e3' as 1000, '0x10' as 16); other integer spellings ('+1', '07') still load."""
+    header, rows = read_csv_gz(MIRROR / "green" / "green_tripdata_2020-10.csv.gz")
+    rows = [list(r) for r in rows[:6000]]
+    rows[10][header.index("passenger_count")], rows[11][header.index("payment_type")] = "+1", "07"
+    path = write_csv_gz(tmp_path / "green_tripdata_2020-10.csv.gz", header, rows)
+    warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb", "zoomcamp")
+    raw = RawFile(str(path), "green_tripdata_2020-10.csv", "csv")
+    october = dt.date(2020, 10, 1)
+    assert warehouse.stage(GREEN, october, raw).rows == 6000
+    rows[4999][header.index(column)] = value  # line 5001: the header is line 1
+    write_csv_gz(path, header, rows)
+    with pytest.raises(InvalidFileError) as failed:
+        warehouse.stage(GREEN, october, raw)
+    assert str(failed.value) == f"green_tripdata_2020-10.csv, line 5001: column {column}: '{value}' is not a valid INTEGER"

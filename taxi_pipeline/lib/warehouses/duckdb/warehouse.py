@@ -91,6 +91,8 @@ class DuckDBWarehouse:
             except duckdb.InvalidInputException as exc:
                 if raw.format == "parquet":  # error() of a typed_value, or a corrupt page
                     raise InvalidFileError(raw.file_name, str(exc).splitlines()[0]) from exc
+                if sql.NOT_AN_INTEGER in str(exc):  # error() of a csv_value: say on which line
+                    raise self._locate_bad_value(con, colour, raw) from exc
                 raise _csv_error(raw.file_name, exc) from exc
             with self._aggregating(con):
                 con.execute(number)
