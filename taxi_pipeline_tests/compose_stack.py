@@ -22,10 +22,13 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import deserialize_value
 
 from taxi_pipeline_tests.docker_engine import Engine
+from taxi_pipeline_tests.emulators import PROJECT
 
 ROOT = Path(__file__).parents[1]
 DEPLOY = ROOT / "deploy"
-PROJECT = "taxi_pipeline"
+COMPOSE_PROJECT = "taxi_pipeline"  # the -p every command gives: names the Postgres volume
+IMAGE = "taxi-pipeline:deploy-test"
+DATASET = "zoomcamp_deploy"
 PASSWORD = "taxi-deploy-test-password"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 CONTAINER_TAG = "docker/container_id"  # dagster_docker's DOCKER_CONTAINER_ID_TAG
@@ -59,7 +62,7 @@ class Deployment:
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600) -> str:
         files = [DEPLOY / "docker-compose.yml", DEPLOY / "docker-compose.loopback.yml", self.write_test_override()]
-        command = ["docker-compose", "-p", PROJECT, *(a for f in files for a in ("-f", str(f))), *args]
+        command = ["docker-compose", "-p", COMPOSE_PROJECT, *(a for f in files for a in ("-f", str(f))), *args]
         started = time.monotonic()
         done = subprocess.run(command, cwd=ROOT, env={**self.engine.env, **self.variables}, capture_output=True,
                               text=True, timeout=timeout, check=False)
@@ -140,3 +143,55 @@ class Deployment:
     def cli(self, service: str, *args: str) -> str:
         """A command in a service's container, as a team runs one: `docker-compose exec`."""
         return self.compose("exec", "-T", service, *args, timeout=300)
+
+
+def bq_counts(bq, table: str) -> dict[str, tuple[int, int]]:
+    rows = bq.query(f"SELECT filename, COUNT(*), COUNT(DISTINCT unique_row_id) FROM `{PROJECT}.{DATASET}.{table}` "
+                    "GROUP BY filename").result()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def assert_in_own_container(stack: Deployment, run_id: str) -> str:
+    """The run ran in a container of the deployment's image that DockerRunLauncher started for it."""
+    container = stack.container(run_id)
+    assert container["Config"]["Image"] == IMAGE
+    assert container["Config"]["Labels"]["dagster/run_id"] == run_id
+    assert container["HostConfig"]["NetworkMode"] == "host"
+    assert "execute_run" in " ".join(container["Config"]["Cmd"]) or "api" in container["Config"]["Cmd"]
+    return container["Name"].lstrip("/")
+
+
+LAUNCH_BACKFILL = """mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $backfillParams) { __typename
+    ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+def launch_backfill(stack: Deployment, by_colour: dict[str, list[str]]) -> str:
+    params = {"partitionsByAssets": [
+        {"assetKey": {"path": [f"{colour}_{asset}"]}, "partitions": {"ranges": [{"start": m, "end": m} for m in months]}}
+        for colour, months in by_colour.items() for asset in ("raw_file", "staging", "tripdata")],
+        "fromFailure": False, "tags": [{"key": "dagster/from_ui", "value": "true"}]}
+    result = stack.graphql(LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
+    assert result["__typename"] == "LaunchBackfillSuccess", result
+    return result["backfillId"]
+
+
+def wait_for_backfill(stack: Deployment, backfill_id: str, timeout_s: float = 400) -> str:
+    deadline = time.monotonic() + timeout_s
+    while (status := stack.query("SELECT status FROM bulk_actions WHERE key = %s", [backfill_id])[0][0]) in (
+            "REQUESTED", "CANCELING"):
+        assert time.monotonic() < deadline, f"backfill {backfill_id} still {status}"
+        time.sleep(2)
+    return status
+
+
+def launch(stack: Deployment, job: str, **tags: str) -> str:
+    """`dagster job launch` as a team runs it on the deployment: in the daemon's container."""
+    return stack.cli("daemon", "dagster", "job", "launch", "-w", "deploy/workspace.grpc.yaml", "-j", job,
+                     "--tags", json.dumps(tags))
+
+
+def run_failure_message(stack: Deployment, run_id: str) -> str:
+    rows = stack.query("SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type IN "
+                       "('PIPELINE_FAILURE', 'ENGINE_EVENT') ORDER BY id", [run_id])
+    return " | ".join(json.loads(event).get("user_message", "")[:200] for (event,) in rows[-3:])
