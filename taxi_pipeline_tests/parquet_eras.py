@@ -85,3 +85,47 @@ def write_era(path: Path, era: str, header: list[str], rows: list[list[str]], ex
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns, schema=pa.schema(fields)), path, compression="zstd")
     return path
+
+
+def independent_parquet_ids(colour, path: Path, file_name: str) -> list[str]:
+    """The ids a Parquet file's rows must get, worked out here from the README's definition with
+    nothing of the code under test but the colour's column list: each value's text by its Python
+    type (pyarrow's own values), MD5 of file name + texts joined by 0x1F, read as a little-endian
+    128-bit number and shown in 32 hex digits; the k-th copy is MD5(hex of the first, k)."""
+    import collections
+    import decimal
+    import hashlib
+
+    table = pq.read_table(path)
+    present = set(table.column_names)
+
+    def text(logical: str, value) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, dt.datetime):
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if isinstance(value, float) and logical != "NUMERIC":  # a code stored as a double
+            assert value == int(value), value
+            return str(int(value))
+        if logical == "NUMERIC":
+            number = decimal.Decimal(value).quantize(decimal.Decimal("0.000000001"), rounding=decimal.ROUND_HALF_UP)
+            digits = format(number + 0, "f").rstrip("0").rstrip(".")
+            return digits or "0"
+        return str(value)
+
+    columns = []
+    for column in colour.columns:
+        name = next((n for n in column.names if n in present), None)
+        values = table.column(name).to_pylist() if name else [None] * table.num_rows
+        columns.append([text(column.type.value, v) for v in values])
+
+    def number_hex(*parts: str) -> str:
+        return format(int.from_bytes(hashlib.md5("\x1f".join(parts).encode()).digest(), "little"), "032x")
+
+    seen: collections.Counter = collections.Counter()
+    ids = []
+    for row in zip(*columns, strict=True):
+        seen[row] += 1
+        first = number_hex(file_name, *row)
+        ids.append(first if seen[row] == 1 else number_hex(first, str(seen[row])))
+    return ids

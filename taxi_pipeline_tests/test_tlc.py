@@ -25,12 +25,10 @@ from taxi_pipeline.defs.jobs import build_colour_job
 from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.sensors import build_colour_sensor
 from taxi_pipeline.lib.colours import GREEN, YELLOW
-from taxi_pipeline.lib.rowid import canonical_text, row_ids, typed_value
-from taxi_pipeline.lib.sources.parquet import type_kind
-from taxi_pipeline_tests.parquet_eras import write_era
+from taxi_pipeline_tests.parquet_eras import independent_parquet_ids, write_era
 from taxi_pipeline_tests.servers import serve_folder
 from taxi_pipeline_tests.support import (
-    DATA, MIRROR, TLC, load_month, make_resources, month_ids, query, read_csv_gz, table_checksum,
+    MIRROR, TLC, load_month, make_resources, month_ids, query, read_csv_gz, table_checksum,
 )
 
 ROOT = Path(__file__).parents[1]
@@ -85,27 +83,12 @@ def test_real_tlc_months_of_three_eras_load_exactly_beside_a_csv_month(tmp_path,
         "VARCHAR", "BIGINT", "BIGINT", "DECIMAL(38,9)")
 
 
-def _reference_parquet_ids(colour, path: Path, file_name: str) -> list[str]:
-    """The ids `rowid.py` gives a Parquet file's rows, from pyarrow's values."""
-    table = pq.read_table(path)
-    names = {name: field.type for name, field in zip(table.column_names, table.schema, strict=True)}
-    texts = []
-    columns = []
-    for column in colour.columns:
-        found = next((n for n in column.names if n in names), None)
-        kind = type_kind(names[found]) if found else "missing"
-        values = table.column(found).to_pylist() if found else [None] * table.num_rows
-        columns.append([canonical_text(column.type, typed_value(column.type, kind, v)) for v in values])
-    texts = list(zip(*columns, strict=True))
-    return list(row_ids(file_name, texts))
-
-
 @pytest.mark.parametrize("month", ["2022-01", "2025-01"])
 def test_parquet_ids_match_the_reference(tmp_path, month):
     home = tmp_path / "home"
     assert load_month(GREEN, f"{month}-01", make_resources(home, MIRROR.as_uri())).success
     file_name = f"green_tripdata_{month}.parquet"
-    expected = _reference_parquet_ids(GREEN, TLC / file_name, file_name)
+    expected = independent_parquet_ids(GREEN, TLC / file_name, file_name)
     assert collections.Counter(month_ids(home, GREEN, file_name)) == collections.Counter(expected)
     assert len(set(expected)) == REAL_GREEN[month]
 
@@ -132,6 +115,8 @@ def test_the_same_real_rows_from_csv_and_from_parquet_of_each_era_land_as_the_sa
         home = tmp_path / era
         assert load_month(colour, f"{month}-01", make_resources(home, MIRROR.as_uri(), mirror.as_uri(), mode="tlc")).success
         assert _all_values(home, colour) == expected, era
+        name = f"{colour.name}_tripdata_{month}.parquet"
+        assert sorted(month_ids(home, colour, name)) == sorted(independent_parquet_ids(colour, mirror / name, name)), era
 
 
 def test_yellow_parquet_months_of_every_era_load_with_airport_fee_spelled_either_way(tmp_path):
@@ -154,6 +139,10 @@ def test_yellow_parquet_months_of_every_era_load_with_airport_fee_spelled_either
     assert [(f, n, d, a if a is None else float(a), c if c is None else float(c), p) for f, n, d, a, c, p in found] == [
         (f"yellow_tripdata_{m}.parquet", 4000, 4000, airport, cbd, 0) for m, (_, airport, cbd) in months.items()
     ]
+    for month in months:  # every era's ids, against a reference that shares no code with the pipeline
+        name = f"yellow_tripdata_{month}.parquet"
+        assert collections.Counter(month_ids(home, YELLOW, name)) == collections.Counter(
+            independent_parquet_ids(YELLOW, mirror / name, name)), month
 
 
 def test_switching_a_months_source_replaces_it_exactly(tmp_path):
@@ -185,14 +174,6 @@ def test_release_mode_fails_at_once_for_a_month_it_cannot_serve(tmp_path):
 
 FILE = "green_tripdata_2025-01.parquet"
 REAL = TLC / FILE
-XML_403 = (DATA / "responses" / "cloudfront_403_accessdenied_body.xml").read_bytes()
-
-
-@pytest.fixture(scope="module")
-def loaded_home(tmp_path_factory) -> Path:
-    home = tmp_path_factory.mktemp("tlc_loaded") / "home"
-    assert load_month(GREEN, "2025-01-01", make_resources(home, MIRROR.as_uri())).success
-    return home
 
 
 def _modified(**change) -> bytes:
@@ -213,56 +194,7 @@ def _modified(**change) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _forbidden(handler, path) -> bool:
-    handler.send_response(403)
-    handler.send_header("Content-Type", "application/xml")
-    handler.send_header("Content-Length", str(len(XML_403)))
-    handler.end_headers()
-    handler.wfile.write(XML_403)
-    return True
-
-
-BAD_PARQUET = {
-    "403_not_published": (None, ["not published at the source (HTTP 403)"]),
-    "xml_error_body_served_as_200": (XML_403, ["XML error body", "AccessDenied"]),
-    "html_page": (b"<!DOCTYPE html><html><body>Service Unavailable</body></html>", ["HTML page"]),
-    "truncated": (REAL.read_bytes()[: REAL.stat().st_size // 2], ["truncated", "no PAR1 footer"]),
-    "missing_core_column": ("drop", ["column fare_amount: missing"]),
-    "incompatible_type": ("as_text", ["column lpep_pickup_datetime: incompatible type", "found string"]),
-    "code_not_a_whole_number": ("ratecode", ["RatecodeID", "1.5 is not a whole number"]),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_PARQUET))
-def test_a_bad_parquet_file_fails_with_the_file_and_the_problem_and_changes_nothing(loaded_home, tmp_path, case):
-    home = Path(shutil.copytree(loaded_home, tmp_path / "home"))
-    body, expected = BAD_PARQUET[case]
-    body = {"drop": lambda: _modified(drop="fare_amount"), "as_text": lambda: _modified(as_text="lpep_pickup_datetime"),
-            "ratecode": lambda: _modified(ratecode=1.5)}.get(body, lambda: body)()
-    mirror = tmp_path / "tlc"
-    mirror.mkdir()
-    if body is not None:
-        (mirror / FILE).write_bytes(body)
-    before, stored = table_checksum(home, GREEN), (home / "bucket" / "green" / FILE).read_bytes()
-    with serve_folder(mirror) as server:
-        if case == "403_not_published":
-            server.faults.append(_forbidden)
-        result = load_month(GREEN, "2025-01-01", make_resources(home, MIRROR.as_uri(), server.url), raise_on_error=False)
-    assert not result.success
-    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    error = failure.step_failure_data.error
-    messages = []
-    while error is not None:
-        messages.append(error.message)
-        error = error.cause
-    message = "\n".join(messages)
-    for text in (FILE, *expected):
-        assert text in message, message
-    assert table_checksum(home, GREEN) == before
-    if failure.step_key == "green_raw_file":  # a file that fails the download checks is never kept
-        assert (home / "bucket" / "green" / FILE).read_bytes() == stored
-    else:  # a value no type takes is found while staging, before the merge
-        assert failure.step_key == "green_staging" and case == "code_not_a_whole_number"
+# Bad Parquet files (every check, the failed step, table and bucket): `test_bad_input.py`.
 
 
 def test_a_column_the_colour_does_not_know_loads_and_the_drift_check_warns(tmp_path):
