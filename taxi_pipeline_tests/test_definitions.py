@@ -12,6 +12,7 @@ import pytest
 
 from taxi_pipeline.definitions import defs
 from taxi_pipeline.defs.resources import LocalTarget, SourceResource, build_resources
+from taxi_pipeline.defs.sensors import RETRY_S
 from taxi_pipeline.lib.colours import COLOURS
 
 ROOT = Path(__file__).parents[1]
@@ -21,14 +22,22 @@ def test_every_colour_has_three_assets_two_checks_a_job_a_schedule_and_a_sensor(
     definitions = defs()
     for colour in COLOURS:
         job = definitions.resolve_job_def(f"{colour}_taxi_job")
-        assert dg.validate_run_config(job, {}) is not None
+        # The job runs with no config at all: Dagster resolves every step and both resources ...
+        resolved = dg.validate_run_config(job, {})
+        assert set(resolved["ops"]) == {f"{colour}_raw_file", f"{colour}_staging", f"{colour}_tripdata",
+                                        f"{colour}_raw_file_schema_known", f"{colour}_tripdata_month_matches_source"}
+        assert {"source", "target"} <= set(resolved["resources"])
+        with pytest.raises(dg.DagsterInvalidConfigError, match="nope"):  # ... and it does check what it is given
+            dg.validate_run_config(job, {"ops": {"nope": {}}})
         assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
             f"{colour}_raw_file", f"{colour}_staging", f"{colour}_tripdata"
         }
         assert definitions.get_schedule_def(f"{colour}_taxi_schedule").job_name == f"{colour}_taxi_job"
         sensor = definitions.get_sensor_def(f"{colour}_taxi_sensor")
         assert sensor.job_name == f"{colour}_taxi_job" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
-        assert sensor.minimum_interval_seconds == 24 * 60 * 60
+        # It ticks every RETRY_S (cheap: its cursor says when the daily look at the source is due),
+        # so a look that could not reach the source is made again within the hour.
+        assert sensor.minimum_interval_seconds == RETRY_S == 15 * 60
     checks = {(k.asset_key.to_user_string(), k.name) for k in definitions.resolve_asset_graph().asset_check_keys}
     assert checks == {
         pair for colour in COLOURS
