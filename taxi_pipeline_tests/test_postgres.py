@@ -159,7 +159,7 @@ def test_init_instance_migrates_a_fresh_database_and_a_month_loads_through_the_c
 def test_a_duckdb_run_under_a_multi_host_launcher_fails_at_start_and_writes_nothing(pg, tmp_path):
     home = write_dagster_home(tmp_path / "dagster_home", DEPLOY / "dagster.docker.yaml")
     env = dagster_env(home, pg.env(pg.create_database("docker_launcher")), TAXI_HOME=str(tmp_path / "taxi"),
-                      TAXI_SOURCE_URL=MIRROR_URL, TAXI_SOURCE="release")
+                      TAXI_SOURCE_URL=MIRROR_URL, TAXI_SOURCE="release", TAXI_DOCKER_NETWORK="taxi_pipeline")
     done = subprocess.run([str(BIN / "dagster"), "job", "execute", "-m", "taxi_pipeline.definitions",
                            "-j", "green_taxi_job", "--tags", json.dumps({"dagster/partition": "2019-01-01"})],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False)
@@ -346,8 +346,8 @@ def test_a_run_launched_through_the_grpc_workspace_runs_in_the_code_server(stack
     assert stack.instance.month_rows()["green_tripdata_2020-10.csv"] == 95_120
 
 
-# The deploy files. No container can be built or run here (no Docker daemon, no image registry, no
-# cluster): each file is loaded by Dagster where Dagster reads it, and checked against the others.
+# The deploy files, loaded by Dagster where Dagster reads them and checked against each other. The
+# image and the Compose file also run for real on a Docker engine: test_deploy.py (-m deploy).
 
 def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
@@ -418,6 +418,7 @@ def test_init_instance_sets_the_limit_of_every_pool_the_code_uses():
 def config_db(pg, monkeypatch) -> dict[str, str]:
     """A fresh database behind the DAGSTER_PG_* variables of this process (Dagster resolves them here)."""
     env = pg.env(pg.create_database(f"config_{free_port()}"))
+    monkeypatch.setenv("TAXI_DOCKER_NETWORK", "taxi_pipeline")  # dagster.docker.yaml's launcher network
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -482,6 +483,32 @@ def test_the_helm_values_render_to_an_instance_dagster_accepts_with_the_k8s_laun
     assert {"name": "DAGSTER_HOME", "value": _dockerfile_env()["DAGSTER_HOME"]} in init["env"]
 
 
+def test_the_kubernetes_objects_in_the_helm_values_are_valid_kubernetes_api_objects():
+    """The values' Kubernetes parts, parsed with the Kubernetes API's own models (the `kubernetes`
+    client, generated from the API's OpenAPI spec; dagster-k8s's strict parser rejects unknown keys
+    and wrong types). No `helm`, no chart, no cluster here: the chart's own keys and templates are
+    not checked by a real tool (deploy/README.md, "What was not run")."""
+    from dagster_k8s.models import k8s_model_from_dict, k8s_snake_case_dict
+    from kubernetes import client as k8s
+
+    values = _yaml(DEPLOY / "helm" / "values.yaml")
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    [init] = values["migrate"]["initContainers"]
+    k8s_launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    objects = [(k8s.V1PodSecurityContext, deployment["podSecurityContext"]),
+               (k8s.V1ResourceRequirements, deployment["resources"]),
+               (k8s.V1ResourceRequirements, k8s_launcher["resources"]),
+               (k8s.V1Container, init),
+               *((k8s.V1EnvVar, env) for env in deployment["env"]),
+               *((k8s.V1EnvFromSource, {"secretRef": ref}) for ref in deployment["envSecrets"]),
+               *((k8s.V1Volume, volume) for volume in deployment["volumes"]),
+               *((k8s.V1VolumeMount, mount) for mount in deployment["volumeMounts"])]
+    for model, value in objects:  # the values are the API's camelCase; the models' attributes snake_case
+        assert isinstance(k8s_model_from_dict(model, k8s_snake_case_dict(model, value)), model)
+    with pytest.raises(Exception, match="Unexpected keys"):  # the parser does reject a wrong key
+        k8s_snake_case_dict(k8s.V1VolumeMount, {"name": "gcp-key", "mountpath": "/var/secrets/google"})
+
+
 def _dockerfile_env() -> dict[str, str]:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     block = dockerfile.split("\nENV ")[1].split("\n\n")[0]
@@ -505,7 +532,12 @@ def test_the_compose_file_wires_the_image_the_instance_and_the_launcher_together
         assert services[name]["environment"]["DAGSTER_GRPC_PORT"] == "4000"
     # The launcher copies these from the daemon's environment, and fails a run if one is unset.
     assert set(launcher["env_vars"]) <= set(services["daemon"]["environment"])
-    assert compose["networks"]["taxi_pipeline"]["name"] == launcher["network"]
+    # Run containers join the compose network by name: every service is on the default network,
+    # whose name the daemon passes to the launcher (dagster.docker.yaml reads TAXI_DOCKER_NETWORK).
+    assert launcher["network"] == {"env": "TAXI_DOCKER_NETWORK"}
+    assert "${TAXI_DOCKER_NETWORK:-taxi_pipeline}" in (DEPLOY / "docker-compose.yml").read_text()
+    assert compose["networks"]["default"]["name"] == "taxi_pipeline"
+    assert not any("networks" in service for service in services.values())  # an override may set network_mode
     key_folder = launcher["container_kwargs"]["volumes"][0].split(":")[1]
     assert services["daemon"]["environment"]["GOOGLE_APPLICATION_CREDENTIALS"].startswith(key_folder + "/")
     assert launcher["container_kwargs"]["volumes"][0] in services["user_code"]["volumes"]
