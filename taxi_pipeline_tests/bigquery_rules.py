@@ -234,4 +234,5 @@ def check_requests(requests) -> list[str]:
     """Every rule the recorded requests break, as one line each: the rule, its URL, the offender."""
     from taxi_pipeline_tests.request_rules import request_problems
 
-    return [f"- {rule.name}\n  ({rule.url})\n  {what}" for rule, what in request_problems(requests)]
+    lines = [f"- {rule.name}\n  ({rule.url})\n  {what}" for rule, what in request_problems(requests)]
+    return list(dict.fromkeys(lines))  # a statement sent twice (two months, a retry) is one problem

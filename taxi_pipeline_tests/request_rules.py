@@ -173,3 +173,17 @@ def statement_permissions(statement: str) -> Iterator[tuple[str, str]]:
         yield "bigquery.tables.updateData", _DML
     if reads:
         yield "bigquery.tables.getData", _DML if isinstance(tree, exp.Merge) else _QUERY
+
+
+def permissions_used(requests: Iterable[Recorded]) -> dict[str, set[str]]:
+    """Each permission the recorded calls need, with the REST methods that need it: the table to
+    hold beside the README's roles (`gcp_roles.role_granting`)."""
+    used: dict[str, set[str]] = {}
+    objects: set[tuple[str, str]] = set()
+    for record in requests:
+        call = None if record.by_tests or record.injected or record.status is None else classify(record)
+        if call is not None:
+            for permission, _ in _needed(call, objects):
+                used.setdefault(permission, set()).add(call.method)
+            _remember(call, {}, set(), objects)
+    return used

@@ -16,7 +16,7 @@ from taxi_pipeline_tests.bigquery_rules import (
 )
 from taxi_pipeline_tests.bq_proxy import TEST_AGENT, Recorded
 from taxi_pipeline_tests.gcp_calls import _ROUTES, PERMISSIONS, classify
-from taxi_pipeline_tests.request_rules import IAM, NEEDLESS_DDL, request_problems
+from taxi_pipeline_tests.request_rules import IAM, NEEDLESS_DDL, permissions_used, request_problems
 
 T = "`test-project.zoomcamp.green_tripdata`"
 BQ = "/bigquery/v2/projects/test-project"
@@ -161,3 +161,14 @@ def test_every_route_has_its_documented_permissions():
     assert all(url.startswith("https://cloud.google.com/") for _, url in PERMISSIONS.values())
     assert classify(_call("GET", "/download/storage/v1/b/taxi-1/o/green%2Fa.csv.gz", alt="media")).names == {
         "bucket": "taxi-1", "object": "green/a.csv.gz"}
+
+
+def test_the_permissions_a_load_needs_are_listed_with_the_calls_that_need_them():
+    calls = [_call("POST", "/upload/storage/v1/b/taxi-1/o", uploadType="multipart", name="green/a.csv.gz"),
+             _call("POST", f"{BQ}/jobs", body={"configuration": {"load": {"sourceUris": ["gs://taxi-1/green/a.csv.gz"]}}}),
+             _job(sql.month_stats("test-project", "zoomcamp", GREEN))]
+    used = permissions_used(calls)
+    assert used["storage.objects.create"] == {"storage.objects.insert"}
+    assert used["storage.buckets.get"] == {"bigquery.jobs.insert"}  # BigQuery reads the bucket's metadata
+    assert used["bigquery.tables.getData"] == {"bigquery.jobs.insert"}
+    assert set(used) <= gcp_roles.granted()

@@ -135,6 +135,8 @@ def test_zetasql_runs_the_statements_the_pipeline_sends_and_stages_duckdbs_ids_a
     else:
         expected = _reference_parquet_ids(era.colour, path, era.file_name)
     assert sorted(cloud) == sorted(expected) and len(staged.rows) == len(expected)  # ids are distinct
+    n = len(staged.rows)
+    assert [[n, n]] in [rows for _, rows in replay.answers]  # the check's rows and distinct ids, after the MERGE
     main = replay.tables[f"{dataset}.{era.colour.main_table}"]
     assert sorted(row[0] for row in main.rows) == sorted(row[0] for row in staged.rows)
     _merge_replaces_exactly_the_month(replay, jobs, staged, month)
