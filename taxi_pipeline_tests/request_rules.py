@@ -2,7 +2,8 @@
 table definitions of tables.insert/patch and load jobs, no DDL for what tables.get just showed,
 and the IAM permissions every call needs (`gcp_calls`) within the README's roles.
 
-Requests of the tests' own `bq` client and requests a fault rule answered are left out.
+Requests of the tests' own `bq` client are left out; a request a fault rule answered is not
+checked, but what it answered counts (a 404 injected on an upload says the bucket is missing).
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ def request_problems(requests: Iterable[Recorded], granted: frozenset[str] | Non
     missing: set[tuple[str, str]] = set()  # ("bucket" | "dataset", name) a 404 said is missing
     objects: set[tuple[str, str]] = set()  # objects this test's calls made or saw
     for record in requests:
-        if record.by_tests or record.injected or record.status is None:
-            continue
-        call = classify(record)
+        call = None if record.by_tests or record.status is None else classify(record)
         if call is None:
+            continue
+        if record.injected:  # what the pipeline was told counts (a 404 says a bucket is missing)
+            _remember(call, tables, missing, objects)
             continue
         where = f"[{record.method} {record.path}]"
         for rule, what in _definition_problems(call, tables):

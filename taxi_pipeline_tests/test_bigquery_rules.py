@@ -153,6 +153,9 @@ def test_the_tests_own_requests_and_injected_faults_are_left_out():
     injected = _job(f"SELECT COUNT(*) FROM {T}")
     injected.injected = "failed"
     assert request_problems([own, injected]) == []
+    missing = _call("POST", "/upload/storage/v1/b/taxi-1/o", 404, uploadType="multipart", name="green/a.csv.gz")
+    missing.injected = "failed"
+    assert request_problems([missing, _call("POST", "/storage/v1/b", body={"name": "taxi-1"})]) == []
     assert request_problems([_job(f"SELECT COUNT(*) FROM {T}")]) != []
 
 
