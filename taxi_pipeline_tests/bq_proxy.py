@@ -97,7 +97,11 @@ class Proxy:
     def _take(self, rules: list, record: Recorded):
         with self._lock:
             for i, rule in enumerate(rules):
-                if rule[0](record):
+                try:
+                    matched = rule[0](record)
+                except Exception:  # a matcher that cannot read this request does not match it
+                    matched = False
+                if matched:
                     return rules.pop(i)
         return None
 
