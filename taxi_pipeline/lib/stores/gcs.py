@@ -42,6 +42,11 @@ def content_type(key: str) -> str:
 
 class GcsObjectStore:
     def __init__(self, client: storage.Client, bucket: str, location: str | None = None, create_bucket: bool = True):
+        # google-cloud-storage 3.x looks each bucket up (storage.buckets.get) on a background
+        # thread, for attributes of its telemetry spans; without its cache it makes no such call
+        # (the documented switch is the process-wide DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA).
+        if getattr(client, "_bucket_metadata_cache", None) is not None:
+            client._bucket_metadata_cache = None
         self.client = client
         self.bucket_name = validate_bucket_name(bucket)
         self.location = location
