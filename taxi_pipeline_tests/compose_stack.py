@@ -192,6 +192,12 @@ def launch(stack: Deployment, job: str, **tags: str) -> str:
 
 
 def run_failure_message(stack: Deployment, run_id: str) -> str:
-    rows = stack.query("SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type IN "
+    """What Dagster recorded when the run failed: the run failure and the engine events around it."""
+    rows = stack.query("SELECT dagster_event_type, event FROM event_logs WHERE run_id = %s AND dagster_event_type IN "
                        "('PIPELINE_FAILURE', 'ENGINE_EVENT') ORDER BY id", [run_id])
-    return " | ".join(json.loads(event).get("user_message", "")[:200] for (event,) in rows[-3:])
+    messages = []
+    for kind, body in rows[-3:]:
+        event = json.loads(body)
+        text = event.get("user_message") or (event.get("dagster_event") or {}).get("message") or ""
+        messages.append(f"{kind}: {text[:300]}")
+    return " | ".join(messages)

@@ -60,11 +60,11 @@ def engine():
 
 
 def build_mirror(root: Path) -> dict[str, int]:
-    """The bundled release mirror, four more green months (distinct slices of a real one) and an
+    """The bundled release mirror, three more green months (distinct slices of a real one) and an
     empty TLC folder the tests publish into."""
     shutil.copytree(MIRROR, root)
     header, october = read_csv_gz(MIRROR / "green" / "green_tripdata_2020-10.csv.gz")
-    for i, month in enumerate(["2020-01", "2020-02", "2020-03", "2020-05"]):
+    for i, month in enumerate(["2020-01", "2020-02", "2020-03"]):
         write_csv_gz(root / "green" / f"green_tripdata_{month}.csv.gz", header, october[i * 900: i * 900 + 800])
     (root / "tlc").mkdir()
     return {path.name.removesuffix(".gz"): len(read_csv_gz(path)[1]) for path in root.rglob("*.csv.gz")}
@@ -91,7 +91,7 @@ def deployment(engine, gcp_emulators, tmp_path_factory):
         finally:
             ARTIFACTS.mkdir(exist_ok=True)
             (ARTIFACTS / "deploy_compose.log").write_text(stack.compose("logs", "--no-color", check=False))
-            stack.compose("down", "-v", check=False)
+            stack.compose("down", "-v", "--timeout", "3", check=False)
             print("\n" + "\n".join(stack.log))
 
 
@@ -110,7 +110,8 @@ def test_init_instance_migrated_a_fresh_postgres_and_set_every_pool(engine, depl
 def test_the_webserver_answers_on_loopback(deployment):
     info = deployment.wait_for_webserver()
     assert info["dagster_webserver_version"] == "1.13.27", info
-    command = deployment.engine.docker("inspect", "-f", "{{json .Config.Cmd}}", "taxi_pipeline_webserver_1")
+    container = deployment.compose("ps", "-q", "webserver").split()[-1]  # v1 and v2 name containers differently
+    command = deployment.engine.docker("inspect", "-f", "{{json .Config.Cmd}}", container)
     assert '"-h","127.0.0.1"' in command, command
 
 
@@ -217,7 +218,7 @@ def test_a_run_container_killed_mid_merge_is_failed_by_run_monitoring_and_retrie
 
 
 def test_the_daemon_restarted_mid_backfill_completes_it_and_runs_no_month_twice(deployment, bq):
-    months = ["2020-01-01", "2020-02-01", "2020-03-01", "2020-05-01"]
+    months = ["2020-01-01", "2020-02-01", "2020-03-01"]  # two run at once (the backfill limit), then the third
     backfill_id = launch_backfill(deployment, {"green": months})
     deadline = time.monotonic() + 240
     while not any(status == "STARTED" for _, status in deployment.runs("dagster/backfill", backfill_id)):
@@ -225,13 +226,15 @@ def test_the_daemon_restarted_mid_backfill_completes_it_and_runs_no_month_twice(
         time.sleep(0.5)
     deployment.compose("restart", "daemon")
     assert wait_for_backfill(deployment, backfill_id) == "COMPLETED_SUCCESS"
-    runs = deployment.wait_for_runs(4, "dagster/backfill", backfill_id)
+    runs = deployment.wait_for_runs(3, "dagster/backfill", backfill_id)
     partitions = sorted(deployment.tags(run_id)["dagster/partition"] for run_id, _ in runs)
-    assert partitions == months and [s for _, s in runs] == ["SUCCESS"] * 4, (partitions, runs)
+    assert partitions == months and [s for _, s in runs] == ["SUCCESS"] * 3, (partitions, runs)
     counts = bq_counts(bq, "green_tripdata")
     for month in months:
         name = f"green_tripdata_{month[:7]}.csv"
         assert counts[name] == (deployment.rows[name],) * 2, name
+    print(f"\ndaemon restarted mid-backfill: {len(runs)} runs, one per month, all SUCCESS: "
+          f"{', '.join(run_id[:8] for run_id, _ in runs)}")
 
 
 def test_compose_down_and_up_keeps_the_history_and_the_next_ticks_reload_nothing(deployment):
