@@ -8,6 +8,7 @@ import gzip
 import io
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,16 +102,22 @@ def table_checksum(home: Path, colour: Colour) -> tuple[int, str | None]:
     return count, digest
 
 
+_HOLDER = "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
+
+
 @contextlib.contextmanager
 def warehouse_held(home: Path) -> Iterator[None]:
-    """Holds the embedded warehouse's file lock (as a DuckDB CLI left open would) until the block
-    ends: every run that reaches a warehouse step meanwhile must wait, and say so in its log."""
+    """Another process holds the embedded warehouse's file (as a DuckDB CLI left open would)
+    until the block ends: every run or tick that needs it meanwhile finds it locked."""
     home.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(home / "warehouse.duckdb")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        assert holder.stdout.readline().strip() == "held"
         yield
     finally:
-        con.close()
+        holder.stdin.close()  # its read ends: it exits and lets go
+        holder.wait(30)
 
 
 def wait_until_each_logged(procs: list[tuple[subprocess.Popen, Path]], text: str) -> None:

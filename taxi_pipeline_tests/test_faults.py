@@ -364,6 +364,30 @@ def test_a_hostile_bucket_name_is_rejected(bucket):
         validate_bucket_name(bucket)
 
 
+@pytest.mark.parametrize(("bucket", "rule"), [
+    ("goog-taxi", "may not start with 'goog'"),
+    ("my-google-taxi", "may not contain 'google'"),
+    ("taxi-g00gle", "close misspelling"),
+    ("taxi-go0gle-x", "close misspelling"),
+    ("192.168.1.7", "IP address"),
+    ("a" * 64, "without dots has at most 63"),
+    ("ok." + "b" * 64, "each has at most 63"),
+    (".".join(["abcdefgh" * 7] * 4), "at most 222"),
+    ("taxi.", "start"),
+    ("x", "at least 3"),
+])
+def test_a_bucket_name_gcs_would_refuse_is_rejected_with_the_rule_it_breaks(bucket, rule):
+    """https://cloud.google.com/storage/docs/buckets#naming"""
+    with pytest.raises(ValueError, match="invalid bucket name") as raised:
+        validate_bucket_name(bucket)
+    assert rule in str(raised.value)
+
+
+@pytest.mark.parametrize("bucket", ["taxi-bucket", "taxi_bucket.example.com", "a.b.c", "a" * 63, ".".join(["b" * 63] * 3)])
+def test_a_bucket_name_gcs_accepts_is_accepted(bucket):
+    assert validate_bucket_name(bucket) == bucket
+
+
 def test_a_hostile_source_url_scheme_is_rejected(tmp_path):
     resources = make_resources(tmp_path, "ftp://example.invalid/x")
     with pytest.raises(ValueError, match="TAXI_SOURCE_URL must be an http"):

@@ -13,7 +13,7 @@ from taxi_pipeline.defs.jobs import build_colour_job
 from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.schedules import build_colour_schedule
 from taxi_pipeline.lib.colours import GREEN, YELLOW
-from taxi_pipeline_tests.support import copy_mirror, make_resources, query
+from taxi_pipeline_tests.support import copy_mirror, make_resources, query, warehouse_held
 
 
 def _tick(colour, when: dt.datetime, resources):
@@ -142,3 +142,32 @@ def test_a_month_deleted_by_hand_is_launched_again_by_the_next_tick(tmp_path):
         schedule.run(again)
         assert query(home, "SELECT count(*) FROM zoomcamp.green_tripdata") == [(95_120,)]
         assert not tick().run_requests
+
+
+def test_while_the_warehouse_is_busy_dagsters_records_stand_in_and_the_skip_says_so(tmp_path):
+    """A run (here: the test) holds the DuckDB file when the tick comes: the tick neither waits
+    nor fails; it takes the months Dagster recorded as loaded, says so, and launches the rest."""
+    home = tmp_path / "home"
+    mirror = copy_mirror(tmp_path / "mirror")
+    resources = make_resources(home, mirror.as_uri())
+    with dg.instance_for_test() as instance:
+        schedule = _TickingSchedule(resources, instance)
+        [request] = schedule.tick().run_requests
+        schedule.run(request)  # 2020-10 loaded and recorded
+        with warehouse_held(home):
+            held = schedule.tick()
+        assert not held.run_requests
+        assert "loaded: 2020-10 (in Dagster's records (the warehouse is busy: " in held.skip_message, held.skip_message
+        assert "is locked by" in held.skip_message
+        # Not recorded by Dagster but published: launched even though the warehouse cannot be read.
+        (mirror / "green" / "green_tripdata_2020-09.csv.gz").write_bytes(b"published")
+        with warehouse_held(home):
+            [late] = schedule.tick().run_requests
+        assert late.partition_key == "2020-09-01" and "reason" not in late.tags
+        # The records stand in only while the warehouse is busy: a month deleted by hand is
+        # not loaded per the warehouse, whatever Dagster recorded.
+        with duckdb.connect(str(home / "warehouse.duckdb")) as con:
+            con.execute("DELETE FROM zoomcamp.green_tripdata_2020_10")
+        (mirror / "green" / "green_tripdata_2020-09.csv.gz").unlink()
+        [missing] = schedule.tick().run_requests
+        assert (missing.partition_key, missing.tags["reason"]) == ("2020-10-01", "missing")

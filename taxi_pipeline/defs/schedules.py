@@ -74,6 +74,8 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
             reasons.append(f"no source configured for {', '.join(unserved)} (TAXI_SOURCE={choice.mode})")
         if held and not reasons:
             reasons.append(f"all loaded ({', '.join(held)} in {loaded.source})")
+        elif held:  # where the loaded months were looked up: Dagster's records stand in while the warehouse is busy
+            reasons.append(f"loaded: {', '.join(held)} (in {loaded.source})")
         return dg.SkipReason("; ".join(reasons) or "all loaded")
 
     return monthly
