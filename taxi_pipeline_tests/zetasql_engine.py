@@ -54,9 +54,9 @@ class _CachedWasmClient(WasmClient):
         wasm = Path(get_wasm_path())
         key = hashlib.sha256(wasm.read_bytes()).hexdigest()[:16]
         compiled = cache / f"zetasql-{key}-wasmtime-{importlib.metadata.version('wasmtime')}.cwasm"
-        if compiled.exists():
+        try:  # wasmtime refuses a compiled module made for another engine or CPU
             self.module = wasmtime.Module.deserialize_file(engine, str(compiled))
-        else:
+        except (FileNotFoundError, wasmtime.WasmtimeError):
             self.module = wasmtime.Module.from_file(engine, str(wasm))
             compiled.write_bytes(self.module.serialize())
         linker = wasmtime.Linker(engine)
