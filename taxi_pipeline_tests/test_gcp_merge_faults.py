@@ -1,0 +1,121 @@
+"""BigQuery's and GCS's answers the emulators never give, injected by the recording proxy in front
+of them (the real clients, the real pipeline, local-bigquery and fake-gcs-server behind):
+- a first MERGE refused with BigQuery's documented "Could not serialize access to table ... due
+  to concurrent update" (https://cloud.google.com/bigquery/docs/troubleshoot-queries): retried;
+- a MERGE job whose statistics carry `dmlStats` (local-bigquery reports none): its counts used;
+- the move of a published month's file into place refused by GCS: the month is published in
+  BigQuery, the file waits as `merging`, and the next run puts it in place first.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import shutil
+import uuid
+
+import pytest
+from google.cloud import storage
+
+from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline_tests.bad_inputs import failure, md5
+from taxi_pipeline_tests.emulators import PROJECT
+from taxi_pipeline_tests.servers import serve_folder
+from taxi_pipeline_tests.support import MIRROR, load_month
+from taxi_pipeline_tests.test_gcp import _counts, _merge_meta, gcp_resources
+
+pytestmark = pytest.mark.gcp
+
+APRIL = "2020-04-01"
+KEY = "green/green_tripdata_2020-04.csv.gz"
+SERIALIZE = "Could not serialize access to table {table} due to concurrent update"
+
+
+@pytest.fixture
+def names():
+    suffix = uuid.uuid4().hex[:8]
+    return {"bucket": f"taxi-merge-{suffix}", "dataset": f"zoomcamp_merge_{suffix}"}
+
+
+def _statement(record) -> str:
+    body = record.body if isinstance(record.body, dict) else {}
+    return str(body.get("configuration", {}).get("query", {}).get("query", "") or body.get("query", ""))
+
+
+def _is_merge_insert(record) -> bool:
+    return record.method == "POST" and record.path.endswith(("/jobs", "/queries")) and \
+        _statement(record).lstrip().upper().startswith("MERGE")
+
+
+def test_a_merge_refused_for_a_concurrent_update_is_retried_and_loads_the_month_once(gcp_emulators, bq_proxy, bq, names, http_mirror):
+    table = f"{PROJECT}.{names['dataset']}.green_tripdata"
+    message = SERIALIZE.format(table=table)
+    bq_proxy.fail_next(_is_merge_insert, 400, {"error": {
+        "code": 400, "message": message, "status": "INVALID_ARGUMENT",
+        "errors": [{"domain": "global", "reason": "invalidQuery", "message": message, "location": "q", "locationType": "parameter"}],
+    }})
+    start = len(bq_proxy.since(0))
+    result = load_month(GREEN, APRIL, gcp_resources(http_mirror.url, **names))
+    assert result.success
+    merges = [r for r in bq_proxy.since(start) if _is_merge_insert(r)]
+    assert [r.injected for r in merges] == ["failed", ""], [(r.injected, r.status) for r in merges]
+    assert _counts(bq, names["dataset"]) == {"green_tripdata_2020-04.csv": (35_612, 35_612)}
+    assert (_merge_meta(result)["inserted"], _merge_meta(result)["deleted"]) == (35_612, 0)
+
+
+def test_a_merge_jobs_dml_statistics_give_its_counts(gcp_emulators, bq_proxy, bq, names, http_mirror):
+    """local-bigquery reports no dmlStats; BigQuery does. With them (numbers the emulator could
+    not have made up: the month's rows split 35,000 / 612), the merge reports BigQuery's counts."""
+    def done_merge(record) -> bool:
+        job = record.response if isinstance(record.response, dict) else {}
+        query = job.get("configuration", {}).get("query", {}).get("query", "")
+        return job.get("status", {}).get("state") == "DONE" and query.lstrip().upper().startswith("MERGE")
+
+    def with_dml_stats(job: dict) -> dict:
+        statistics = job.setdefault("statistics", {}).setdefault("query", {})
+        statistics["dmlStats"] = {"insertedRowCount": "35000", "deletedRowCount": "612", "updatedRowCount": "0"}
+        return job
+
+    bq_proxy.rewrite_next(done_merge, with_dml_stats)
+    start = len(bq_proxy.since(0))
+    result = load_month(GREEN, APRIL, gcp_resources(http_mirror.url, **names))
+    assert result.success
+    assert [r.injected for r in bq_proxy.since(start) if r.injected] == ["rewritten"]
+    assert (_merge_meta(result)["inserted"], _merge_meta(result)["deleted"]) == (35_000, 612)
+    assert _counts(bq, names["dataset"]) == {"green_tripdata_2020-04.csv": (35_612, 35_612)}
+
+
+def test_a_refused_move_after_the_merge_is_finished_by_the_next_run(gcp_emulators, gcs_proxy, bq, names, tmp_path):
+    """GCS refuses the rewrite that moves the published month's file into place: BigQuery holds
+    the new month, the bucket the old file, the new one waits as `merging`; the next run moves it."""
+    root = tmp_path / "source"
+    shutil.copytree(MIRROR, root)
+    path = root / KEY
+    with serve_folder(root) as server:
+        resources = gcp_resources(server.url, **names)
+        assert load_month(GREEN, APRIL, resources).success
+        header, *rows = gzip.decompress(path.read_bytes()).split(b"\r\n")
+        corrected = gzip.compress(b"\r\n".join([header, *rows[250:]]), mtime=0)
+        path.write_bytes(corrected)
+
+        def move_into_place(record) -> bool:
+            return record.method == "POST" and "/rewriteTo/" in record.path and record.path.endswith(
+                "/o/" + KEY.replace("/", "%2F"))
+
+        gcs_proxy.fail_next(move_into_place, 403, {"error": {"code": 403, "message": "injected: permission denied"}})
+        result = load_month(GREEN, APRIL, resources, raise_on_error=False)
+        assert failure(result)[0] == "green_tripdata"
+        assert _counts(bq, names["dataset"]) == {"green_tripdata_2020-04.csv": (35_362, 35_362)}
+        bucket = storage.Client(project=PROJECT).bucket(names["bucket"])
+        assert _md5(bucket.get_blob(KEY)) == md5((MIRROR / KEY).read_bytes())
+        [waiting] = bucket.list_blobs(prefix="green/pending/")
+        assert waiting.metadata["publication"] == "merging" and _md5(waiting) == md5(corrected)
+
+        again = load_month(GREEN, APRIL, resources)
+    assert again.success
+    assert _md5(bucket.get_blob(KEY)) == md5(corrected) and list(bucket.list_blobs(prefix="green/pending/")) == []
+    assert _counts(bq, names["dataset"]) == {"green_tripdata_2020-04.csv": (35_362, 35_362)}
+
+
+def _md5(blob) -> str:
+    return base64.b64decode(blob.md5_hash).hex()
