@@ -70,6 +70,7 @@ def _python(script: str, args: list[str], work: Path, name: str) -> Measurement:
 
 def run(rows: int, parquet_rows: int, months: int, out: Path, work: Path, double: bool, dlt: bool) -> dict:
     shutil.rmtree(work, ignore_errors=True)
+    load_at_start = " ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine inflates wall times
     mirror = work / "mirror"
     month_file = make_month(mirror / "yellow" / "yellow_tripdata_2019-01.csv.gz", rows)
     if double:
@@ -95,6 +96,8 @@ def run(rows: int, parquet_rows: int, months: int, out: Path, work: Path, double
             results["ours_2x_rows"] = _ours("2019-02-01", server.url, work, "ours_2x")
         parquet_floor_args = [str(parquet_file), str(work / "floor_parquet" / "f.duckdb"), MEMORY_LIMIT, "--parquet"]
         results["floor_parquet"] = _python("floor.py", parquet_floor_args, work, "floor_parquet")
+        parquet_ids_args = [str(parquet_file), str(work / "floor_ids_parquet" / "f.duckdb"), MEMORY_LIMIT, "--parquet-ids"]
+        results["floor_with_ids_parquet"] = _python("floor.py", parquet_ids_args, work, "floor_ids_parquet")
         results["ours_parquet"] = _ours("2025-02-01", server.url, work, "ours_parquet")
     if dlt:
         for mode, name in (("documented", "dlt_merge"), ("arrow", "dlt_merge_arrow")):
@@ -104,6 +107,7 @@ def run(rows: int, parquet_rows: int, months: int, out: Path, work: Path, double
                      work, "growth")
     merges = json.loads(growth.output.strip().splitlines()[-1])
     report = _report(rows, parquet_rows, month_file, results, merges, disk)
+    report["load"] = f"{load_at_start} -> {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
     _write(report, out)
     return report
 
@@ -118,8 +122,9 @@ def _report(
 ) -> dict:
     floor = results["floor"]
     steps = {
-        name: {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "disk_high_water_mb": m.disk_high_water_mb,
-               "wall_x_floor": round(m.wall_s / floor.wall_s, 2),
+        name: {"wall_s": m.wall_s, "cpu_s": m.cpu_s, "peak_rss_mb": m.peak_rss_mb,
+               "disk_high_water_mb": m.disk_high_water_mb, "wall_x_floor": round(m.wall_s / floor.wall_s, 2),
+               "cpu_x_floor": round(m.cpu_s / max(floor.cpu_s, 0.01), 2),
                "rss_x_floor": round(m.peak_rss_mb / floor.peak_rss_mb, 2),
                "disk_x_floor": round(m.disk_high_water_mb / max(floor.disk_high_water_mb, 0.1), 2)}
         for name, m in results.items()
@@ -127,6 +132,9 @@ def _report(
     ours = results["ours"]
     job_steps = step_seconds(ours.output)
     job_steps["dagster_start_and_bookkeeping"] = round(ours.wall_s - sum(job_steps.values()), 2)
+    parquet, parquet_floor = results["ours_parquet"], results["floor_parquet"]
+    parquet_steps = step_seconds(parquet.output)
+    parquet_steps["dagster_start_and_bookkeeping"] = round(parquet.wall_s - sum(parquet_steps.values()), 2)
     first, last = merges[0], merges[-1]
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -135,13 +143,20 @@ def _report(
         "steps": steps,
         "disk": disk,
         "ours_step_s": job_steps,
+        "ours_parquet_step_s": parquet_steps,
         "ratios": {
             "ours_vs_floor_wall": steps["ours"]["wall_x_floor"],
             "ours_rerun_vs_ours_wall": round(results["ours_rerun"].wall_s / ours.wall_s, 2),
             "floor_with_ids_vs_floor_wall": steps["floor_with_ids"]["wall_x_floor"],
             "ours_vs_floor_with_ids_wall": round(ours.wall_s / results["floor_with_ids"].wall_s, 2),
             "warehouse_vs_floor_bytes": round(disk["ours_warehouse_mb"] / disk["floor_table_mb"], 2),
-            "ours_parquet_vs_floor_parquet_wall": round(results["ours_parquet"].wall_s / results["floor_parquet"].wall_s, 2),
+            "ours_parquet_vs_floor_parquet_wall": round(parquet.wall_s / parquet_floor.wall_s, 2),
+            "ours_parquet_vs_floor_parquet_cpu": round(parquet.cpu_s / parquet_floor.cpu_s, 2),
+            # The step as the run's log times it, against the floor's whole process.
+            "parquet_staging_step_vs_floor_parquet_wall": round(parquet_steps.get("yellow_staging", 0) / parquet_floor.wall_s, 2),
+            "floor_with_ids_parquet_vs_floor_parquet_wall": round(
+                results["floor_with_ids_parquet"].wall_s / parquet_floor.wall_s, 2),
+            "ours_vs_floor_cpu": steps["ours"]["cpu_x_floor"],
             **({"dlt_vs_ours_wall": round(results["dlt_merge"].wall_s / ours.wall_s, 2),
                 "dlt_arrow_vs_ours_wall": round(results["dlt_merge_arrow"].wall_s / ours.wall_s, 2)}
                if "dlt_merge" in results else {}),
@@ -161,12 +176,13 @@ def _write(report: dict, out: Path) -> None:
         f"# Benchmark, {report['date']}", "",
         (f"{report['month']['rows']:,} rows ({report['month']['gzip_mb']} MiB gzip), "
          f"{report['machine']['cpus']} cores, Python {report['machine']['python']}."), "",
-        "| step | wall s | x floor | peak RSS MiB | x floor | disk high-water MiB |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"Load average at the start and the end: {report.get('load', '')}.", "",
+        "| step | wall s | x floor | CPU s | x floor | peak RSS MiB | x floor | disk high-water MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in report["steps"].items():
-        lines.append(f"| {name} | {s['wall_s']} | {s['wall_x_floor']} | {s['peak_rss_mb']} | {s['rss_x_floor']} "
-                     f"| {s['disk_high_water_mb']} |")
+        lines.append(f"| {name} | {s['wall_s']} | {s['wall_x_floor']} | {s['cpu_s']} | {s['cpu_x_floor']} "
+                     f"| {s['peak_rss_mb']} | {s['rss_x_floor']} | {s['disk_high_water_mb']} |")
     lines += ["", "| disk after one month | MiB |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in report["disk"].items()]
     lines += ["", "| ratio | value |", "|---|---:|"]
@@ -174,6 +190,8 @@ def _write(report: dict, out: Path) -> None:
     lines += ["", "Where `ours` spends its time (step durations from the run's log):", "",
               "| step | s |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in report["ours_step_s"].items()]
+    lines += ["", "Where `ours_parquet` spends its time:", "", "| step | s |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in report["ours_parquet_step_s"].items()]
     lines += ["", "Merge of each month into the growing main table (first load; re-run of the first and last):",
               "", "| month | merge s | re-run s | table rows |", "|---|---:|---:|---:|"]
     lines += [f"| {m['month']} | {m['merge_s']} | {m.get('rerun_s', '')} | {m['table_rows']:,} |"

@@ -1,8 +1,11 @@
-"""Runs a command and measures it: wall time, peak RSS of its whole process tree, disk high-water."""
+"""Runs a command and measures it: wall time, CPU time, peak RSS of its whole process tree, disk
+high-water. CPU time (user + system of the command and every process it waited for) is what a
+shared machine cannot inflate much; wall time is what a user waits."""
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import threading
 import time
@@ -15,6 +18,7 @@ import psutil
 @dataclass(frozen=True)
 class Measurement:
     wall_s: float
+    cpu_s: float
     peak_rss_mb: float
     disk_high_water_mb: float
     output: str
@@ -50,6 +54,7 @@ def measure(command: list[str], env: dict[str, str], watch: list[Path], cwd: Pat
     """`watch`: folders whose growth counts as the command's disk use (baseline subtracted)."""
     baseline = _disk_usage(watch)
     peak = {"rss": 0, "disk": 0}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
@@ -68,9 +73,11 @@ def measure(command: list[str], env: dict[str, str], watch: list[Path], cwd: Pat
     poller.start()
     output = proc.communicate()[0]
     wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     done.set()
     poller.join()
     peak["disk"] = max(peak["disk"], _disk_usage(watch) - baseline)
     if proc.returncode != 0:
         raise RuntimeError(f"{command[:4]} failed ({proc.returncode}):\n{output[-4000:]}")
-    return Measurement(round(wall, 2), round(peak["rss"] / 2**20, 1), round(peak["disk"] / 2**20, 1), output)
+    return Measurement(round(wall, 2), round(cpu, 2), round(peak["rss"] / 2**20, 1), round(peak["disk"] / 2**20, 1), output)

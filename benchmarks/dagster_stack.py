@@ -1,0 +1,152 @@
+"""A Dagster webserver + daemon on the project's `dagster.yaml`, on loopback, with the memory of
+the whole process tree sampled while it runs (the daemon's code server, and every run worker)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from taxi_pipeline_tests.servers import stop_process_group
+
+ROOT = Path(__file__).parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class TreeMemory:
+    """Peak RSS of the tree, and of each run worker (with its children), sampled every 0.2 s."""
+
+    roots: list[int]
+    peak_mb: float = 0.0
+    run_peaks_mb: dict[int, float] = field(default_factory=dict)
+    _done: threading.Event = field(default_factory=threading.Event)
+
+    def _sample(self) -> None:
+        procs = []
+        for pid in self.roots:
+            try:
+                root = psutil.Process(pid)
+                procs += [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+        rss, workers = {}, []
+        for p in procs:
+            try:
+                rss[p.pid] = p.memory_info().rss
+                # A run worker: the code server starts each run in a `spawn` child process.
+                if "--multiprocessing-fork" in p.cmdline():
+                    workers.append(p)
+            except psutil.Error:
+                continue
+        self.peak_mb = max(self.peak_mb, sum(rss.values()) / 2**20)
+        for worker in workers:
+            try:
+                tree = [worker.pid, *(c.pid for c in worker.children(recursive=True))]
+            except psutil.Error:
+                continue
+            mb = sum(rss.get(pid, 0) for pid in tree) / 2**20
+            self.run_peaks_mb[worker.pid] = max(self.run_peaks_mb.get(worker.pid, 0.0), mb)
+
+    def watch(self) -> threading.Thread:
+        def loop() -> None:
+            while not self._done.is_set():
+                self._sample()
+                time.sleep(0.2)
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+@dataclass
+class Stack:
+    url: str
+    env: dict[str, str]
+    memory: TreeMemory
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.load(response)
+        if "errors" in answer:
+            raise RuntimeError(answer["errors"])
+        return answer["data"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dagster_stack(work: Path, env: dict[str, str]) -> Iterator[Stack]:
+    """`dagster-webserver` and `dagster-daemon run` over `workspace.yaml`, in a fresh DAGSTER_HOME
+    with the project's `dagster.yaml` (its storage made first, as a user's exists); stopped by
+    process group when the block ends. Logs go to `work/{webserver,daemon}.log`."""
+    dagster_home = work / "dagster_home"
+    dagster_home.mkdir(parents=True)
+    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    env = {**env, "DAGSTER_HOME": str(dagster_home)}
+    subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)
+    port = _free_port()
+    with contextlib.ExitStack() as stack:
+        logs = {name: stack.enter_context(open(work / f"{name}.log", "wb")) for name in ("webserver", "daemon")}
+        commands = {
+            "webserver": [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+        }
+        procs = []
+        for name, command in commands.items():
+            procs.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=logs[name], stderr=subprocess.STDOUT,
+                                          start_new_session=True))
+            stack.callback(stop_process_group, procs[-1])
+        memory = TreeMemory([p.pid for p in procs])
+        watcher = memory.watch()
+        stack.callback(watcher.join)
+        stack.callback(memory.stop)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError((work / "webserver.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield Stack(url, env, memory)
+
+
+def wait_for_daemon(stack: Stack, timeout_s: float = 180) -> None:
+    """Until every daemon the instance runs has sent a heartbeat (the backfill and run queue ones
+    among them), so the launch is timed against a running daemon, as a user's is."""
+    query = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        statuses = stack.graphql(query)["instance"]["daemonHealth"]["allDaemonStatuses"]
+        if all(s["healthy"] for s in statuses if s["required"]):
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the daemon is not healthy after {timeout_s} s: {statuses}")
+
+
+def environment(**values: str) -> dict[str, str]:
+    return {**os.environ, **values}
