@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from fractions import Fraction
@@ -48,7 +49,8 @@ def _floors(months, files: dict[str, Path], work: Path) -> dict[str, dict]:
         database = work / "floor" / f"{m.file_name}.duckdb"
         measured = _python("floor.py", [str(files[m.file_name]), str(database), MEMORY_LIMIT,
                                         f"--colour={m.colour.name}"], work, "floor")
-        floors[m.file_name] = {"wall_s": measured.wall_s, "bytes": used_bytes(database), "rss_mb": measured.peak_rss_mb}
+        floors[m.file_name] = {"wall_s": measured.wall_s, "cpu_s": measured.cpu_s, "bytes": used_bytes(database),
+                               "rss_mb": measured.peak_rss_mb}
         database.unlink()
     return floors
 
@@ -59,7 +61,7 @@ def _month_rows(warehouse: Path) -> dict[str, int]:
             f"SELECT filename, count(*) FROM zoomcamp.{c.main_table} GROUP BY 1").fetchall()}
 
 
-def run(scale: Fraction, out: Path, work: Path, cache: Path) -> dict:
+def run(scale: Fraction, out: Path, work: Path, cache: Path, instance_yaml: Path = ROOT / "dagster.yaml") -> dict:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     months = backfill_months(scale)
@@ -72,10 +74,10 @@ def run(scale: Fraction, out: Path, work: Path, cache: Path) -> dict:
     taxi_home = work / "taxi"
     with serve_folder(work / "mirror") as mirror:
         env = environment(TAXI_HOME=str(taxi_home), TAXI_SOURCE_URL=mirror.url, TAXI_TLC_URL=f"{mirror.url}/tlc")
-        with dagster_stack(work, env) as stack:
+        with dagster_stack(work, env, instance_yaml) as stack:
             wait_for_daemon(stack)
             partitions = sorted({m.partition for m in months})
-            launched = time.time()
+            launched, load_at_launch = time.time(), os.getloadavg()
             result = stack.graphql(LAUNCH, {"backfillParams": {
                 "assetSelection": [{"path": [key]} for key in ASSETS], "partitionNames": partitions,
                 "fromFailure": False, "tags": [{"key": "dagster/from_ui", "value": "true"}],
@@ -86,14 +88,16 @@ def run(scale: Fraction, out: Path, work: Path, cache: Path) -> dict:
             while (status := stack.graphql(STATUS, {"backfillId": backfill_id})["partitionBackfillOrError"]["status"]) \
                     not in DONE:
                 time.sleep(1)
-            completed = time.time()
+            completed, load_at_end = time.time(), os.getloadavg()
             memory = stack.memory
             dagster_home = Path(stack.env["DAGSTER_HOME"])
             runs = collect(dagster_home, backfill_id)
     report = {
-        "scale": str(scale), "backfill_status": status, "launched": launched, "backfill_completed": completed,
+        "scale": str(scale), "instance_yaml": instance_yaml.read_text(), "backfill_status": status, "launched": launched, "backfill_completed": completed,
         "months": [{"file": m.file_name, "partition": m.partition, "rows": m.rows} for m in months],
         "floors": floors, "loaded_rows": _month_rows(taxi_home / "warehouse.duckdb"), "runs": runs,
+        "load": " ".join(f"{x:.1f}" for x in load_at_launch) + " -> " + " ".join(f"{x:.1f}" for x in load_at_end),
+        "cpu_s": round(sum(memory.cpu_s.values()), 1),
         "peak_rss_mb": round(memory.peak_mb, 1), "run_peak_rss_mb": round(max(memory.run_peaks_mb.values(), default=0), 1),
         "warehouse_bytes": used_bytes(taxi_home / "warehouse.duckdb"), "bucket_bytes": _folder_bytes(taxi_home / "bucket"),
         "mirror_bytes": _folder_bytes(work / "mirror"),
@@ -108,9 +112,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work_backfill")
     parser.add_argument("--cache", type=Path, default=None,
                         help="where the pools of rows are kept between runs (default: inside --work, removed)")
+    parser.add_argument("--instance-yaml", type=Path, default=ROOT / "dagster.yaml",
+                        help="the instance config to run on (default: the project's dagster.yaml)")
     parser.add_argument("--keep", action="store_true", help="keep --work (the warehouse, logs) afterwards")
     args = parser.parse_args()
-    summary = run(args.scale, args.out, args.work, args.cache or args.work / "pool")
+    summary = run(args.scale, args.out, args.work, args.cache or args.work / "pool", args.instance_yaml)
     print((args.out / "backfill.md").read_text())
     print(json.dumps(summary["summary"], indent=2))
     if not args.keep:

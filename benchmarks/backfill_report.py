@@ -67,6 +67,10 @@ def summarise(report: dict) -> dict:
         "months_merged": len(merged), "months_exact": sum(exact.values()),
         "months_not_exact": sorted(f for f, ok in exact.items() if not ok),
         "wall_s": round(wall, 1), "floors_sum_s": round(floors_s, 1), "wall_x_floors": round(wall / floors_s, 2),
+        "load_average": report.get("load"),
+        **({"cpu_s": report["cpu_s"], "floors_cpu_s": round(sum(f["cpu_s"] for f in floors.values()), 1),
+            "cpu_x_floors": round(report["cpu_s"] / sum(f["cpu_s"] for f in floors.values()), 2)}
+           if "cpu_s" in report else {}),
         # The backfill daemon's pick-up (its loop sleeps 30 s), then the run queue's and the run's start.
         "first_run_created_after_launch_s": round(min(r["created"] for r in runs) - launched, 1),
         "first_run_started_after_launch_s": round(min(r["started"] for r in runs) - launched, 1),

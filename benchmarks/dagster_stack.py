@@ -27,11 +27,14 @@ BIN = Path(sys.executable).parent
 
 @dataclass
 class TreeMemory:
-    """Peak RSS of the tree, and of each run worker (with its children), sampled every 0.2 s."""
+    """Peak RSS of the tree, and of each run worker (with its children), sampled every 0.2 s; and
+    the CPU time of every process seen (its last sample: a process that ends between two samples
+    loses at most 0.2 s of it)."""
 
     roots: list[int]
     peak_mb: float = 0.0
     run_peaks_mb: dict[int, float] = field(default_factory=dict)
+    cpu_s: dict[int, float] = field(default_factory=dict)
     _done: threading.Event = field(default_factory=threading.Event)
 
     def _sample(self) -> None:
@@ -46,6 +49,8 @@ class TreeMemory:
         for p in procs:
             try:
                 rss[p.pid] = p.memory_info().rss
+                times = p.cpu_times()
+                self.cpu_s[p.pid] = times.user + times.system
                 # A run worker: the code server starts each run in a `spawn` child process.
                 if "--multiprocessing-fork" in p.cmdline():
                     workers.append(p)
@@ -97,13 +102,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def dagster_stack(work: Path, env: dict[str, str]) -> Iterator[Stack]:
+def dagster_stack(work: Path, env: dict[str, str], instance_yaml: Path = ROOT / "dagster.yaml") -> Iterator[Stack]:
     """`dagster-webserver` and `dagster-daemon run` over `workspace.yaml`, in a fresh DAGSTER_HOME
     with the project's `dagster.yaml` (its storage made first, as a user's exists); stopped by
     process group when the block ends. Logs go to `work/{webserver,daemon}.log`."""
     dagster_home = work / "dagster_home"
     dagster_home.mkdir(parents=True)
-    shutil.copy(ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    shutil.copy(instance_yaml, dagster_home / "dagster.yaml")
     env = {**env, "DAGSTER_HOME": str(dagster_home)}
     subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True)
     port = _free_port()
