@@ -68,13 +68,14 @@ def _python(script: str, args: list[str], work: Path, name: str) -> Measurement:
     return measure([sys.executable, str(ROOT / "benchmarks" / script), *args], env, [work / name], cwd=ROOT)
 
 
-def run(rows: int, parquet_rows: int, months: int, out: Path, work: Path, double: bool, dlt: bool) -> dict:
+def run(rows: int, parquet_rows: int, months: int, out: Path, work: Path, double: bool, dlt: bool,
+        cache: Path | None = None) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     load_at_start = " ".join(f"{x:.1f}" for x in os.getloadavg())  # other work on the machine inflates wall times
     mirror = work / "mirror"
-    month_file = make_month(mirror / "yellow" / "yellow_tripdata_2019-01.csv.gz", rows)
+    month_file = make_month(mirror / "yellow" / "yellow_tripdata_2019-01.csv.gz", rows, cache=cache)
     if double:
-        make_month(mirror / "yellow" / "yellow_tripdata_2019-02.csv.gz", 2 * rows, seed=43)
+        make_month(mirror / "yellow" / "yellow_tripdata_2019-02.csv.gz", 2 * rows, seed=43, cache=cache)
     # A TLC month (2025-02, era C types) from the first rows of the built month.
     parquet_file = make_parquet_month(month_file, mirror / "tlc" / "yellow_tripdata_2025-02.parquet", parquet_rows)
     results: dict[str, Measurement] = {}
@@ -242,10 +243,13 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=12, help="months merged into the growing main table")
     parser.add_argument("--no-double", action="store_true", help="skip the 2x-rows memory run")
     parser.add_argument("--no-dlt", action="store_true", help="skip the dlt peer (about 5 minutes)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the built months here and reuse them (same rows and seed: same bytes)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "work")
     args = parser.parse_args()
-    run(args.rows, args.parquet_rows, args.months, args.out, args.work, double=not args.no_double, dlt=not args.no_dlt)
+    run(args.rows, args.parquet_rows, args.months, args.out, args.work, double=not args.no_double, dlt=not args.no_dlt,
+        cache=args.cache)
     print((args.out / "results.md").read_text())
     shutil.rmtree(args.work, ignore_errors=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -13,10 +14,17 @@ HEAD = Path(__file__).parents[1] / "taxi_pipeline_tests/data/mirror/yellow/yello
 SHIFT_SPAN_S = 28 * 86_400  # pickups move by up to four weeks, so resampled rows rarely coincide
 
 
-def make_month(dest: Path, rows: int, seed: int = 42) -> Path:
+def make_month(dest: Path, rows: int, seed: int = 42, cache: Path | None = None) -> Path:
     """Row j is head row hash(j, seed) mod n with both timestamps shifted by the same j-derived
-    offset: real values, a real distribution, deterministic for a seed. Written gzipped."""
+    offset: real values, a real distribution, deterministic for a seed. Written gzipped. With
+    `cache`, a month built before with the same rows and seed is linked instead (same bytes)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if cache is not None:
+        cached = cache / f"month_{int(rows)}_{int(seed)}.csv.gz"
+        if not cached.exists():
+            make_month(cached, rows, seed)
+        os.link(cached, dest)
+        return dest
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET enable_progress_bar = false")
