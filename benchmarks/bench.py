@@ -30,7 +30,8 @@ from taxi_pipeline_tests.servers import serve_folder
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 MEMORY_LIMIT = "500MB"  # the pipeline's default DuckDB memory_limit, given to the floor too
-_STEP_TIME = re.compile(r'Finished execution of step "(\w+)" in ([\d.]+)(ms|s)')
+# Dagster writes a step's duration as 533ms, 5.6s or 4m52s (dagster_shared.utils.timing.format_duration).
+_STEP_TIME = re.compile(r'Finished execution of step "(\w+)" in (?:(\d+)m)?([\d.]+)(ms|s)')
 
 
 def _ours(month: str, mirror_url: str, work: Path, name: str) -> Measurement:
@@ -115,7 +116,8 @@ def run(rows: int, parquet_rows: int, months: int, out: Path, work: Path, double
 
 def step_seconds(job_output: str) -> dict[str, float]:
     """Each step's duration as the run's own log reports it."""
-    return {step: round(float(n) / (1000 if unit == "ms" else 1), 2) for step, n, unit in _STEP_TIME.findall(job_output)}
+    return {step: round(60 * int(minutes or 0) + float(n) / (1000 if unit == "ms" else 1), 2)
+            for step, minutes, n, unit in _STEP_TIME.findall(job_output)}
 
 
 def _report(
