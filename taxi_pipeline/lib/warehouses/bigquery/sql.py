@@ -79,11 +79,27 @@ def create_staging_table(project: str, dataset: str, colour: Colour, staging: st
     """Typed staging table with ids, from the all-STRING load of a CSV: ids of the raw text, then
     the types. Binds @filename and @file_month. Columns the CSVs never had are NULL."""
     raw_text = ", ".join(f"IFNULL({q(c.name)}, '')" for c in colour.csv_columns)
-    typed = ", ".join(
-        f"CAST({q(c.name) if c.in_csv else 'NULL'} AS {TYPES[c.type]}) AS {q(c.name)}"
-        for c in colour.columns
-    )
+    typed = ", ".join(f"{csv_value(c)} AS {q(c.name)}" for c in colour.columns)
     return _numbered_staging(project, dataset, staging, f"SELECT * FROM {table(project, dataset, raw)}", raw_text, typed)
+
+
+# What an INTEGER field of a CSV may hold, as on DuckDB (`duckdb.sql.INTEGER_TEXT`). BigQuery's
+# own cast also takes hex text ('0x1F' is 31: https://cloud.google.com/bigquery/docs/reference/standard-sql/conversion_functions#cast_as_int64),
+# which no release file has; one rule on both targets keeps them agreeing about a month.
+INTEGER_TEXT = r"r'^[+-]?[0-9]+$'"
+
+
+def csv_value(column: Column) -> str:
+    """A CSV field's text in the column's type; an INTEGER field that is not integer text fails the
+    statement (the warehouse then finds the value with `first_bad_value`)."""
+    if not column.in_csv:
+        return f"CAST(NULL AS {TYPES[column.type]})"
+    name = q(column.name)
+    if column.type is not LogicalType.INTEGER:
+        return f"CAST({name} AS {TYPES[column.type]})"
+    # ERROR's message is never NULL here: the field is not NULL in that branch.
+    message = f"CONCAT('column {column.name}: ', {name}, ' is not a valid INTEGER')"
+    return f"CAST(IF({name} IS NULL OR REGEXP_CONTAINS({name}, {INTEGER_TEXT}), {name}, ERROR({message})) AS INT64)"
 
 
 def create_staging_from_parquet(
@@ -166,11 +182,18 @@ def first_bad_value(project: str, dataset: str, colour: Colour, raw: str) -> str
     line numbers, so the row's fields identify it)."""
     checks = " UNION ALL ".join(
         f"(SELECT '{c.name}' AS column_name, '{c.type.value}' AS expected, {q(c.name)} AS value "
-        f"FROM {table(project, dataset, raw)} WHERE {q(c.name)} IS NOT NULL "
-        f"AND SAFE_CAST({q(c.name)} AS {TYPES[c.type]}) IS NULL LIMIT 1)"
+        f"FROM {table(project, dataset, raw)} WHERE {q(c.name)} IS NOT NULL AND ({_not_castable(c)}) LIMIT 1)"
         for c in colour.csv_columns if c.type is not LogicalType.STRING
     )
     return f"SELECT * FROM ({checks}) LIMIT 1"
+
+
+def _not_castable(column: Column) -> str:
+    name = q(column.name)
+    refused = f"SAFE_CAST({name} AS {TYPES[column.type]}) IS NULL"
+    if column.type is LogicalType.INTEGER:
+        return f"NOT REGEXP_CONTAINS({name}, {INTEGER_TEXT}) OR {refused}"
+    return refused
 
 
 def merge_month(project: str, dataset: str, colour: Colour, staging: str) -> str:
