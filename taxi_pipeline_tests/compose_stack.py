@@ -191,13 +191,30 @@ def launch(stack: Deployment, job: str, **tags: str) -> str:
                      "--tags", json.dumps(tags))
 
 
-def run_failure_message(stack: Deployment, run_id: str) -> str:
-    """What Dagster recorded when the run failed: the run failure and the engine events around it."""
+def run_failure_message(stack: Deployment, run_id: str, width: int = 300) -> str:
+    """What Dagster recorded when the run failed: the step failures, the run failure and the engine
+    events around it."""
     rows = stack.query("SELECT dagster_event_type, event FROM event_logs WHERE run_id = %s AND dagster_event_type IN "
-                       "('PIPELINE_FAILURE', 'ENGINE_EVENT') ORDER BY id", [run_id])
+                       "('STEP_FAILURE', 'PIPELINE_FAILURE', 'ENGINE_EVENT') ORDER BY id", [run_id])
     messages = []
-    for kind, body in rows[-3:]:
+    for kind, body in rows[-4:]:
         event = json.loads(body)
-        text = event.get("user_message") or (event.get("dagster_event") or {}).get("message") or ""
-        messages.append(f"{kind}: {text[:300]}")
+        dagster_event = event.get("dagster_event") or {}
+        error = ((dagster_event.get("event_specific_data") or {}).get("error") or {}).get("message") or ""
+        text = event.get("user_message") or dagster_event.get("message") or ""
+        messages.append(f"{kind}: {text[:width]} {error[:width]}".rstrip())
     return " | ".join(messages)
+
+
+def backfill_report(stack: Deployment, backfill_id: str) -> str:
+    """Why a backfill did not succeed, for the assertion's message: its stored error and each of its
+    runs' status and failures."""
+    [(status, body)] = stack.query("SELECT status, body FROM bulk_actions WHERE key = %s", [backfill_id])
+    error = (json.loads(body).get("error") or {}).get("message") or ""
+    lines = [f"backfill {backfill_id}: {status} {error[:2000]}".rstrip()]
+    for run_id, run_status in stack.runs("dagster/backfill", backfill_id):
+        tags = stack.tags(run_id)
+        lines.append(f"  {tags.get('taxi')} {tags.get('dagster/partition')} run {run_id[:8]}: {run_status}")
+        if run_status != "SUCCESS":
+            lines.append(f"    {run_failure_message(stack, run_id, width=1500)}")
+    return "\n".join(lines)

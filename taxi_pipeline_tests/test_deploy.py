@@ -22,6 +22,7 @@ from taxi_pipeline_tests.compose_stack import (
     PASSWORD,
     Deployment,
     assert_in_own_container,
+    backfill_report,
     bq_counts,
     launch,
     launch_backfill,
@@ -119,7 +120,8 @@ def test_the_webserver_answers_on_loopback(deployment):
 def test_a_ui_backfill_runs_every_month_in_its_own_container_through_the_docker_run_launcher(deployment, bq):
     started = time.monotonic()
     backfill_id = launch_backfill(deployment, {"green": list(GREEN), "yellow": list(YELLOW)})
-    assert wait_for_backfill(deployment, backfill_id) == "COMPLETED_SUCCESS"
+    status = wait_for_backfill(deployment, backfill_id)
+    assert status == "COMPLETED_SUCCESS", backfill_report(deployment, backfill_id)
     runs = deployment.wait_for_runs(4, "dagster/backfill", backfill_id)
     assert [status for _, status in runs] == ["SUCCESS"] * 4, runs
     report, months = [], {}
@@ -226,7 +228,8 @@ def test_the_daemon_restarted_mid_backfill_completes_it_and_runs_no_month_twice(
         assert time.monotonic() < deadline
         time.sleep(0.5)
     deployment.compose("restart", "daemon")
-    assert wait_for_backfill(deployment, backfill_id) == "COMPLETED_SUCCESS"
+    status = wait_for_backfill(deployment, backfill_id)
+    assert status == "COMPLETED_SUCCESS", backfill_report(deployment, backfill_id)
     runs = deployment.wait_for_runs(3, "dagster/backfill", backfill_id)
     partitions = sorted(deployment.tags(run_id)["dagster/partition"] for run_id, _ in runs)
     assert partitions == months and [s for _, s in runs] == ["SUCCESS"] * 3, (partitions, runs)

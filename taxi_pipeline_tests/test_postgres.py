@@ -167,14 +167,22 @@ def test_a_duckdb_run_under_a_multi_host_launcher_fails_at_start_and_writes_noth
     assert not (tmp_path / "taxi").exists()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "seen twice this session (loaded and quiet machine): two green_staging steps of concurrent "
-    "`dagster job execute` runs overlapped in the warehouse pool; passes alone. Under investigation: "
-    "see the closing note of stop 22"))
-def test_four_months_at_once_on_fresh_databases_share_the_warehouse_pool(pg, tmp_path):
+def test_four_months_at_once_on_fresh_databases_queue_on_the_pool_and_one_writer_at_a_time(pg, tmp_path):
     """Four `dagster job execute` processes of four months, started together, on three fresh
-    databases: every run succeeds (no first-use race on the pool's limit), every month has its
-    exact rows, and no two warehouse steps ever held the `warehouse` slot at the same time."""
+    databases: every run succeeds (no first-use race on the pool's limit) and every month has its
+    exact rows; the `warehouse` pool queues the steps, and DuckDB's own file lock is what keeps the
+    writers one at a time.
+
+    The pool is a queue, not a lock. On Postgres, Dagster's claim is check-then-act in autocommit
+    mode: `has_unassigned_slots` then `add_pending_step(should_assign=...)`, and
+    `_claim_concurrency_slot`'s `SELECT ... FOR UPDATE SKIP LOCKED` holds its row lock only for that
+    one statement (dagster/_core/storage/event_log/sql_event_log.py, 1.13; the same finding in
+    review of https://github.com/dagster-io/dagster/pull/34092). Two steps claiming in the same
+    instant can both run: seen in two of three full runs, a 1.4 s overlap of two staging steps. So
+    exactness never rests on the pool: the DuckDB target waits for the file's write lock
+    (lib/warehouses/duckdb/warehouse.py, `_connect_waiting_for_lock`), and that is asserted here by
+    the months' exact rows under every overlap the pool lets through, which are counted, not
+    forbidden."""
     report = []
     for attempt in range(3):
         instance = new_instance(pg, tmp_path / f"four_at_once_{attempt}")
@@ -185,18 +193,23 @@ def test_four_months_at_once_on_fresh_databases_share_the_warehouse_pool(pg, tmp
         assert instance.run_statuses() == ["SUCCESS"] * 4
         assert instance.month_rows() == dict(GREEN.values())
         warehouse_steps = instance.pool_steps("warehouse")  # staging and merge
+        assert warehouse_steps == {"green_staging", "green_tripdata"}
         steps = instance.step_windows(warehouse_steps)
-        assert warehouse_steps and len(steps) == 4 * len(warehouse_steps)
-        for before, after in itertools.pairwise(steps):
-            assert after[0] >= before[1], f"{after[2:]} started while {before[2:]} held the warehouse slot"
+        assert len(steps) == 4 * len(warehouse_steps)
+        overlaps = [(before[2:], after[2:]) for before, after in itertools.combinations(steps, 2)
+                    if after[0] < before[1]]
         runs = instance.query("SELECT start_time, end_time FROM runs")
         together = max(sum(s <= at < e for s, e in runs) for at, _ in runs)
-        assert together >= 2, runs  # the runs did overlap: the pool, not luck, kept the steps apart
+        assert together >= 2, runs  # the runs did overlap: the pool and the lock were both needed
         [(blocked,)] = instance.query("SELECT count(*) FROM event_logs WHERE event LIKE %s",
                                       ["%blocked by limit for pool warehouse%"])
+        assert blocked > 0  # the pool queued steps
+        [(lock_waits,)] = instance.query("SELECT count(*) FROM event_logs WHERE event LIKE %s",
+                                         ["%warehouse % is locked by %"])
         assert instance.query("SELECT count(*) FROM concurrency_limits WHERE using_default_limit") == [(0,)]
-        report.append(f"db {attempt}: 4/4 SUCCESS, {together} runs at once, {len(steps)} warehouse steps "
-                      f"({', '.join(sorted(warehouse_steps))}) one at a time, {blocked} blocked-step events")
+        report.append(f"db {attempt}: 4/4 SUCCESS and exact, {together} runs at once, {len(steps)} warehouse "
+                      f"steps, {blocked} blocked-step events, {len(overlaps)} steps the pool let overlap, "
+                      f"{lock_waits} waits for DuckDB's lock")
     print("\n" + "\n".join(report))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 from google.api_core import exceptions as google_errors
@@ -26,6 +27,8 @@ from taxi_pipeline.lib.warehouses.bigquery import sql
 from taxi_pipeline.lib.warehouses.bigquery.dataset import DatasetError, ensure_dataset
 from taxi_pipeline.lib.warehouses.bigquery.jobs import Jobs, dml_counts, month_params
 from taxi_pipeline.lib.warehouses.shape import ShapeReport, require_ours
+
+log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[], contextlib.AbstractContextManager[bigquery.Client]]
 
@@ -113,8 +116,26 @@ class BigQueryWarehouse:
         return require_ours(colour, report)
 
     def _ensure_main_table(self, client: bigquery.Client, jobs: Jobs, colour: Colour) -> None:
-        """DDL only for what the table lacks, so a month's merge is one job plus metadata reads."""
+        """DDL only for what the table lacks, so a month's merge is one job plus metadata reads.
+
+        Two merges of a colour can get here at once although their pool has one slot: Dagster's
+        claim of a slot on Postgres is not atomic (see test_postgres.py's four-at-once test). The
+        loser's DDL may then fail (local-bigquery fails the second of two concurrent `CREATE TABLE
+        IF NOT EXISTS` every time; BigQuery documents nothing about concurrent DDL on one table), so
+        a failed DDL is forgiven when the table, read again, has all it was for."""
         report = self._main_table(client, colour)
+        if report is not None and not report.to_add and not report.recluster:
+            return
+        try:
+            self._complete_main_table(client, jobs, colour, report)
+        except google_errors.GoogleAPIError as exc:
+            again = self._main_table(client, colour)
+            if again is None or again.to_add or again.recluster:
+                raise
+            log.info("%s: another run completed it at the same time (%s)", self.table_name(colour.main_table), exc)
+
+    def _complete_main_table(self, client: bigquery.Client, jobs: Jobs, colour: Colour,
+                             report: ShapeReport | None) -> None:
         if report is None:
             jobs.query(sql.create_main_table(self.project, self.dataset, colour))
             return
