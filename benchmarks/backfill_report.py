@@ -7,8 +7,12 @@ from pathlib import Path
 
 import dagster as dg
 
-# Steps that take the `warehouse` pool's slot on the embedded target (resources.LocalTarget.pools).
-POOLED = ("_staging", "_tripdata")
+from taxi_pipeline.lib.warehouses.duckdb.lock_wait import LOCK_TAKEN
+
+# Steps that hold the embedded warehouse's file (its one writer): staging, the merge, the check.
+# A step that had to wait for the file logs when it took it (`LOCK_TAKEN`): its busy time starts
+# there, not at the step's start ("warehouse_slot" in the report is the file's one writer slot).
+POOLED = ("_staging", "_tripdata", "_month_matches_source")
 
 
 def collect(dagster_home: Path, backfill_id: str) -> list[dict]:
@@ -19,7 +23,13 @@ def collect(dagster_home: Path, backfill_id: str) -> list[dict]:
         for record in instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id})):
             run = record.dagster_run
             steps: dict[str, dict] = {}
-            for entry in instance.all_logs(run.run_id, of_type=kinds):
+            for entry in instance.all_logs(run.run_id):
+                if entry.dagster_event is None:
+                    if entry.step_key and LOCK_TAKEN in entry.user_message:
+                        steps.setdefault(entry.step_key, {})["lock_taken"] = entry.timestamp
+                    continue
+                if entry.dagster_event.event_type not in kinds:
+                    continue
                 step = steps.setdefault(entry.step_key, {})
                 key = "start" if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START else "end"
                 step[key] = entry.timestamp
@@ -47,7 +57,7 @@ def summarise(report: dict) -> dict:
     wall = last_end - launched
     floors_s = sum(f["wall_s"] for f in floors.values())
     steps = [(name, s) for r in runs for name, s in r["steps"].items() if "start" in s and "end" in s]
-    pooled = [(s["start"], s["end"]) for name, s in steps if name.endswith(POOLED)]
+    pooled = [(s.get("lock_taken", s["start"]), s["end"]) for name, s in steps if name.endswith(POOLED)]
     first_pooled = min(a for a, _ in pooled)
     busy = _union(pooled)
     merged = [name for name, s in steps if name.endswith("_tripdata")]
@@ -80,6 +90,7 @@ def summarise(report: dict) -> dict:
         "warehouse_slot_idle_pct": round(100 * (wall - busy) / wall, 1),
         "warehouse_slot_idle_after_first_step_pct": round(100 * (last_end - first_pooled - busy) / wall, 1),
         "step_s_total": {k: round(sum(v), 1) for k, v in sorted(by_kind.items())},
+        "lock_wait_s_total": round(sum(s["lock_taken"] - s["start"] for _, s in steps if "lock_taken" in s), 1),
         "run_queued_s_mean": round(sum(r["started"] - r["created"] for r in runs) / len(runs), 1),
         "run_start_to_first_step_s_mean": round(sum(overhead_in) / len(runs), 2),
         "run_start_to_first_step_s_max": round(max(overhead_in), 2),

@@ -4,7 +4,6 @@ the whole process tree sampled while it runs (the daemon's code server, and ever
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from taxi_pipeline_tests.graphql import graphql
 from taxi_pipeline_tests.servers import stop_process_group
 
 ROOT = Path(__file__).parents[1]
@@ -86,13 +86,7 @@ class Stack:
     memory: TreeMemory
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.load(response)
-        if "errors" in answer:
-            raise RuntimeError(answer["errors"])
-        return answer["data"]
+        return graphql(self.url, query, variables)
 
 
 def _free_port() -> int:

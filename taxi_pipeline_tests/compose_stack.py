@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from dagster._serdes import deserialize_value
 
 from taxi_pipeline_tests.docker_engine import Engine
 from taxi_pipeline_tests.emulators import PROJECT
+from taxi_pipeline_tests.graphql import graphql
 
 ROOT = Path(__file__).parents[1]
 DEPLOY = ROOT / "deploy"
@@ -88,16 +88,7 @@ class Deployment:
                 time.sleep(1)
 
     def graphql(self, document: str, variables: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"{self.web_url}/graphql", headers={"Content-Type": "application/json"},
-            data=json.dumps({"query": document, "variables": variables or {}}).encode())
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"{error}: {error.read().decode()[-3000:]}") from error
-        assert "errors" not in body, body
-        return body["data"]
+        return graphql(self.web_url, document, variables)
 
     def query(self, sql: str, params: object = None) -> list[tuple]:
         con = psycopg2.connect(host="127.0.0.1", port=int(self.variables["DAGSTER_PG_PORT"]), user="dagster",

@@ -8,7 +8,6 @@ are stopped by the fixture that started them (their whole process groups), even 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN, YELLOW
+from taxi_pipeline_tests.graphql import graphql
 from taxi_pipeline_tests.servers import serve_folder, stop_process_group
 from taxi_pipeline_tests.support import MIRROR, TLC, query, read_csv_gz, write_csv_gz
 
@@ -75,14 +75,7 @@ class Stack:
     mirror: Path
 
     def graphql(self, document: str, variables: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=json.dumps({"query": document, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            body = json.load(response)
-        assert "errors" not in body, body
-        return body["data"]
+        return graphql(self.url, document, variables)
 
     def cli(self, *args: str) -> str:
         done = subprocess.run([str(BIN / "dagster"), *args], check=False, cwd=ROOT, env=self.env,

@@ -9,6 +9,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import pytest
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.warehouses.duckdb import admin as duckdb_admin
-from taxi_pipeline.lib.warehouses.duckdb.lock_wait import lock_holder, lock_wait_message
+from taxi_pipeline.lib.warehouses.duckdb.lock_wait import LOCK_TAKEN, lock_holder, lock_wait_message
 from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError, check_main_table
 from taxi_pipeline_tests.support import MIRROR, load_month, make_resources, query, reference_ids
 
@@ -201,6 +202,8 @@ def test_a_run_waits_for_a_reader_naming_it_in_the_run_log_and_completes_when_it
     waits = [m for m in logs if "is locked by PID" in m]
     assert waits and f"PID {holder.pid}" in waits[0] and "waiting" in waits[0], logs[-20:]
     assert "close it" in waits[0] and "python -m taxi_pipeline counts" in waits[0]
+    taken = [m for m in logs if LOCK_TAKEN in m]  # the wait's end, and for how long it was
+    assert taken and re.search(rf"after \d+\.\d s of waiting for PID {holder.pid} ", taken[0]), logs[-20:]
     assert query(home, "SELECT count(*) FROM zoomcamp.green_tripdata") == [(99 + 1_308,)]
 
 

@@ -15,8 +15,6 @@ import shutil
 import subprocess
 import time
 import tomllib
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from dagster._serdes import deserialize_value
 from dagster_k8s import K8sRunLauncher
 
 from taxi_pipeline.defs.deployment import SingleHostTargetError, check_single_host_target
+from taxi_pipeline_tests.graphql import graphql
 from taxi_pipeline_tests.postgres import (
     BIN,
     ROOT,
@@ -167,23 +166,22 @@ def test_a_duckdb_run_under_a_multi_host_launcher_fails_at_start_and_writes_noth
     assert not (tmp_path / "taxi").exists()
 
 
-def test_four_months_at_once_on_fresh_databases_queue_on_the_pool_and_one_writer_at_a_time(pg, tmp_path):
+def test_four_months_at_once_on_fresh_databases_take_turns_at_the_warehouse(pg, tmp_path):
     """Four `dagster job execute` processes of four months, started together, on three fresh
-    databases: every run succeeds (no first-use race on the pool's limit) and every month has its
-    exact rows; the `warehouse` pool queues the steps, and DuckDB's own file lock is what keeps the
-    writers one at a time.
+    databases: every run succeeds (no first-use race on the pool's limit), every month has its
+    exact rows, and the runs did wait for each other at the warehouse.
 
-    The pool is a queue, not a lock. On Postgres, Dagster's claim is check-then-act in autocommit
-    mode: `has_unassigned_slots` then `add_pending_step(should_assign=...)`, and
-    `_claim_concurrency_slot`'s `SELECT ... FOR UPDATE SKIP LOCKED` holds its row lock only for that
-    one statement (dagster/_core/storage/event_log/sql_event_log.py, 1.13; the same finding in
-    review of https://github.com/dagster-io/dagster/pull/34092). Two steps claiming in the same
-    instant can both run: seen in two of three full runs, a 1.4 s overlap of two staging steps. So
-    exactness never rests on the pool: the DuckDB target waits for the file's write lock
-    (lib/warehouses/duckdb/warehouse.py, `_connect_waiting_for_lock`), and that is asserted here by
-    the months' exact rows under every overlap the pool lets through, which are counted, not
-    forbidden."""
-    report = []
+    DuckDB's own file lock is what keeps the writers one at a time: a step that finds the file
+    locked waits for it (`DuckDBWarehouse._connect_waiting_for_lock`). Staging takes no pool slot
+    (`LocalTarget.pools`); the merges share the `warehouse` pool's one slot, which is a queue, not
+    a lock: on Postgres, Dagster's claim is check-then-act in autocommit mode
+    (`has_unassigned_slots`, then `add_pending_step(should_assign=...)`; and
+    `_claim_concurrency_slot`'s `SELECT ... FOR UPDATE SKIP LOCKED` holds its row lock for that
+    one statement only: dagster/_core/storage/event_log/sql_event_log.py, 1.13; the same finding
+    in review of https://github.com/dagster-io/dagster/pull/34092), so two steps claiming in the
+    same instant can both run (seen: two steps overlapping by 1.4 s). Exactness never rests on the
+    pool; the overlaps it lets through are counted, not forbidden."""
+    report, waited = [], 0
     for attempt in range(3):
         instance = new_instance(pg, tmp_path / f"four_at_once_{attempt}")
         procs = [instance.execute_month(partition) for partition in GREEN]
@@ -192,25 +190,23 @@ def test_four_months_at_once_on_fresh_databases_queue_on_the_pool_and_one_writer
 
         assert instance.run_statuses() == ["SUCCESS"] * 4
         assert instance.month_rows() == dict(GREEN.values())
-        warehouse_steps = instance.pool_steps("warehouse")  # staging and merge
-        assert warehouse_steps == {"green_staging", "green_tripdata"}
-        steps = instance.step_windows(warehouse_steps)
-        assert len(steps) == 4 * len(warehouse_steps)
-        overlaps = [(before[2:], after[2:]) for before, after in itertools.combinations(steps, 2)
-                    if after[0] < before[1]]
+        assert instance.pool_steps("warehouse") == {"green_tripdata"}  # the merge
+        merges = instance.step_windows({"green_tripdata"})
+        assert len(merges) == 4
+        overlaps = sum(after[0] < before[1] for before, after in itertools.combinations(merges, 2))
         runs = instance.query("SELECT start_time, end_time FROM runs")
         together = max(sum(s <= at < e for s, e in runs) for at, _ in runs)
-        assert together >= 2, runs  # the runs did overlap: the pool and the lock were both needed
+        assert together >= 2, runs  # the runs did overlap
         [(blocked,)] = instance.query("SELECT count(*) FROM event_logs WHERE event LIKE %s",
                                       ["%blocked by limit for pool warehouse%"])
-        assert blocked > 0  # the pool queued steps
         [(lock_waits,)] = instance.query("SELECT count(*) FROM event_logs WHERE event LIKE %s",
                                          ["%warehouse % is locked by %"])
+        waited += blocked + lock_waits
         assert instance.query("SELECT count(*) FROM concurrency_limits WHERE using_default_limit") == [(0,)]
-        report.append(f"db {attempt}: 4/4 SUCCESS and exact, {together} runs at once, {len(steps)} warehouse "
-                      f"steps, {blocked} blocked-step events, {len(overlaps)} steps the pool let overlap, "
-                      f"{lock_waits} waits for DuckDB's lock")
+        report.append(f"db {attempt}: 4/4 SUCCESS and exact, {together} runs at once, {lock_waits} waits for "
+                      f"DuckDB's lock, {blocked} merges blocked by the pool, {overlaps} merges it let overlap")
     print("\n" + "\n".join(report))
+    assert waited > 0  # four runs at once on one file: some step found it taken, and waited
 
 
 @dataclass
@@ -223,16 +219,7 @@ class Stack:
     env: dict[str, str]  # the webserver's and the daemon's: the instance and the workspace, no TAXI_*
 
     def graphql(self, document: str, variables: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"{self.url}/graphql", headers={"Content-Type": "application/json"},
-            data=json.dumps({"query": document, "variables": variables or {}}).encode())
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"{error}: {error.read().decode()[-3000:]}") from error
-        assert "errors" not in body, body
-        return body["data"]
+        return graphql(self.url, document, variables)
 
     def wait_for_runs(self, count: int, tag: tuple[str, str], timeout_s: float = 240) -> list[tuple]:
         """(run id, status) of the runs with this tag, read from Postgres, once `count` have finished."""
@@ -412,6 +399,9 @@ def test_every_deploy_file_has_the_same_queue_and_pools_as_the_laptop_instance()
     assert _yaml(DEPLOY / "dagster.docker.yaml")["concurrency"] == postgres
     assert _helm_instance(_yaml(DEPLOY / "helm" / "values.yaml"))["concurrency"] == postgres
     laptop = _yaml(ROOT / "dagster.yaml")["concurrency"]
+    queues = [_yaml(path)["run_queue"] for path in (ROOT / "dagster.yaml", DEPLOY / "dagster.postgres.yaml",
+                                                     DEPLOY / "dagster.docker.yaml")]
+    assert queues == [{"dequeue_interval_seconds": 1}] * 3
     assert postgres["runs"]["max_concurrent_runs"] == laptop["runs"]["max_concurrent_runs"]
     assert postgres["pools"]["default_limit"] == laptop["pools"]["default_limit"]
     for limit in laptop["runs"]["tag_concurrency_limits"]:

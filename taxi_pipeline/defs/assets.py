@@ -87,8 +87,8 @@ def merge_month(warehouse: Warehouse, source: SourceResource, colour: Colour, mo
 
 def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg.AssetsDefinition]:
     """The three monthly assets of one colour. The target's kinds label them in the UI, and its
-    pools keep concurrent runs' warehouse steps from failing each other (DuckDB: one writer
-    process per file; BigQuery: one DML statement per table at a time)."""
+    pools queue concurrent runs' warehouse steps (DuckDB: the merges, while every step waits for
+    the file's one writer lock anyway; BigQuery: one colour's merges, one DML per table at a time)."""
     common = {"partitions_def": MONTHLY_PARTITIONS, "group_name": colour.name}
     pools = target.pools(colour)
     table = {"kinds": {"sql", target.warehouse_kind}, **common}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 _CONFLICT = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 _COMMAND_CHARS = 100
+LOCK_TAKEN = "took the warehouse lock of"  # the line a step logs when its wait is over
 HINT = (
     "if it is a DuckDB CLI or a notebook, close it; to read while loading, use "
     "`python -m taxi_pipeline counts` or a snapshot copy (see docs/operating.md)"

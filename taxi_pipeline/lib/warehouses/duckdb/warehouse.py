@@ -20,11 +20,22 @@ from taxi_pipeline.lib.identifiers import validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult, WarehouseBusyError
-from taxi_pipeline.lib.warehouses.duckdb.lock_wait import is_lock_conflict, lock_wait_message, locked_message
+from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
+    LOCK_TAKEN,
+    LockHolder,
+    is_lock_conflict,
+    lock_holder,
+    lock_wait_message,
+    locked_message,
+)
 from taxi_pipeline.lib.warehouses.shape import check_main_table
 
 _logger = logging.getLogger(__name__)
 _LOCK_LOG_EVERY_S = 30.0
+# The longest pause between two tries for the lock. This wait is what hands the file from one
+# run's staging to the next (staging takes no pool slot: `LocalTarget.pools`), so a short pause
+# keeps the file busy; a try costs an open() that fails, not a scan.
+_LOCK_RETRY_MAX_S = 1.0
 _CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _FILE_MONTH = re.compile(r"_(\d{4}-\d{2})\.")
 _FIELD_COUNT = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
@@ -286,21 +297,26 @@ class DuckDBWarehouse:
 
     def _connect_waiting_for_lock(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         started = time.monotonic()
-        delay, next_log = 0.1, started
+        delay, next_log, waited_for = 0.1, started, None
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only)
+                if waited_for is not None:  # the wait's end, for the run's log (and the backfill benchmark)
+                    self.log(f"{LOCK_TAKEN} {self.path} after {time.monotonic() - started:.1f} s of waiting "
+                             f"for {waited_for}")
+                return con
             except duckdb.IOException as exc:
                 waited = time.monotonic() - started
                 if not is_lock_conflict(str(exc)):
                     raise
                 if waited > self.lock_timeout_s:
                     raise TimeoutError(lock_wait_message(self.path, str(exc), waited, gave_up=True)) from exc
+                waited_for = (lock_holder(str(exc)) or LockHolder(None, None, None)).describe()
                 if time.monotonic() >= next_log:  # the first wait, then every 30 s: not a line per retry
                     self.log(lock_wait_message(self.path, str(exc), waited, timeout_s=self.lock_timeout_s))
                     next_log = time.monotonic() + _LOCK_LOG_EVERY_S
                 time.sleep(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, _LOCK_RETRY_MAX_S)
 
     def _locate_bad_value(self, con: duckdb.DuckDBPyConnection, colour: Colour, raw: RawFile) -> InvalidFileError:
         """Finds the first line and column whose text does not cast, for a message a user can act on."""
