@@ -95,8 +95,9 @@ class LocalTarget(TargetResource):
         # that finds the file locked waits for it (`DuckDBWarehouse`, retrying at least once a
         # second). Staging, the long step, takes no pool slot: a step blocked on a pool is looked
         # at again only after Dagster's own backoff (1.1^n s, up to 15 s:
-        # dagster/_core/execution/plan/instance_concurrency_context.py), which left the file idle
-        # 19% of a 48-month backfill. The merge, a rename, keeps the `warehouse` pool's one slot,
+        # dagster/_core/execution/plan/instance_concurrency_context.py), while the lock is tried
+        # at least once a second (benchmarks/README.md has the backfill's figures before and
+        # after). The merge, a rename, keeps the `warehouse` pool's one slot,
         # so the Runs page still shows merges queued behind each other.
         return {"staging": None, "merge": WAREHOUSE_POOL}
 

@@ -124,13 +124,12 @@ class BigQueryWarehouse:
         IF NOT EXISTS` every time; BigQuery documents nothing about concurrent DDL on one table), so
         a failed DDL is forgiven when the table, read again, has all it was for."""
         report = self._main_table(client, colour)
-        if report is not None and not report.to_add and not report.recluster:
+        if _complete(report):
             return
         try:
             self._complete_main_table(client, jobs, colour, report)
         except google_errors.GoogleAPIError as exc:
-            again = self._main_table(client, colour)
-            if again is None or again.to_add or again.recluster:
+            if not _complete(self._main_table(client, colour)):
                 raise
             log.info("%s: another run completed it at the same time (%s)", self.table_name(colour.main_table), exc)
 
@@ -183,3 +182,8 @@ class BigQueryWarehouse:
             return InvalidFileError(file_name, "a value could not be converted to its column's type")
         column, expected, value = rows[0]
         return InvalidFileError(file_name, f"column {column}: {value!r} is not a valid {expected}")
+
+
+def _complete(report: ShapeReport | None) -> bool:
+    """The main table exists and needs no DDL: no column to add, no clustering to change."""
+    return report is not None and not report.to_add and not report.recluster

@@ -79,8 +79,13 @@ def locked_message(path: str | Path, error_text: str) -> str:
     return _message(path, error_text, None)
 
 
+def holder_of(error_text: str) -> LockHolder:
+    """The holder a lock error names, or "another process" when it names none."""
+    return lock_holder(error_text) or LockHolder(None, None, None)
+
+
 def _message(path: str | Path, error_text: str, state: str | None) -> str:
-    holder = lock_holder(error_text) or LockHolder(None, None, None)
+    holder = holder_of(error_text)
     if holder.is_pipeline_run:
         advice = "it is another run's warehouse step, which lets go when it ends"
     else:

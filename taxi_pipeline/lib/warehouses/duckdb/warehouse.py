@@ -22,9 +22,8 @@ from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult, WarehouseBusyError
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
     LOCK_TAKEN,
-    LockHolder,
+    holder_of,
     is_lock_conflict,
-    lock_holder,
     lock_wait_message,
     locked_message,
 )
@@ -297,13 +296,13 @@ class DuckDBWarehouse:
 
     def _connect_waiting_for_lock(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         started = time.monotonic()
-        delay, next_log, waited_for = 0.1, started, None
+        delay, next_log, last_conflict = 0.1, started, None
         while True:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
-                if waited_for is not None:  # the wait's end, for the run's log (and the backfill benchmark)
+                if last_conflict is not None:  # the wait's end, for the run's log (and the backfill benchmark)
                     self.log(f"{LOCK_TAKEN} {self.path} after {time.monotonic() - started:.1f} s of waiting "
-                             f"for {waited_for}")
+                             f"for {holder_of(last_conflict).describe()}")
                 return con
             except duckdb.IOException as exc:
                 waited = time.monotonic() - started
@@ -311,7 +310,7 @@ class DuckDBWarehouse:
                     raise
                 if waited > self.lock_timeout_s:
                     raise TimeoutError(lock_wait_message(self.path, str(exc), waited, gave_up=True)) from exc
-                waited_for = (lock_holder(str(exc)) or LockHolder(None, None, None)).describe()
+                last_conflict = str(exc)  # its holder is looked up once, when the wait ends
                 if time.monotonic() >= next_log:  # the first wait, then every 30 s: not a line per retry
                     self.log(lock_wait_message(self.path, str(exc), waited, timeout_s=self.lock_timeout_s))
                     next_log = time.monotonic() + _LOCK_LOG_EVERY_S
