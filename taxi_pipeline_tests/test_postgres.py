@@ -367,6 +367,9 @@ def _helm_instance(values: dict) -> dict:
         "hostname": pg["postgresqlHost"], "db_name": pg["postgresqlDatabase"], "port": pg["service"]["port"],
         "params": pg["postgresqlParams"], "scheme": pg["postgresqlScheme"]}}
     runs, pools = values["concurrency"]["runs"], values["concurrency"]["pools"]
+    coordinator = values["dagsterDaemon"]["runCoordinator"]
+    assert coordinator["enabled"] and coordinator["type"] == "QueuedRunCoordinator"
+    queue = coordinator["config"]["queuedRunCoordinator"]
     return {
         **{f"{kind}_storage": {"module": f"dagster_postgres.{module}", "class": f"Postgres{cls}Storage",
                                "config": postgres}
@@ -381,6 +384,9 @@ def _helm_instance(values: dict) -> dict:
             "env_secrets": [s["name"] for s in k8s["envSecrets"]], "env_vars": k8s["envVars"],
             "volume_mounts": k8s["volumeMounts"], "volumes": k8s["volumes"], "labels": k8s["labels"],
             "fail_pod_on_run_failure": k8s["failPodOnRunFailure"], "resources": k8s["resources"]}},
+        # With `concurrency` set, the chart's queued coordinator renders only what is set besides.
+        "run_coordinator": {"module": "dagster._core.run_coordinator", "class": "QueuedRunCoordinator",
+                            "config": {"dequeue_interval_seconds": queue["dequeueIntervalSeconds"]}},
         "concurrency": {
             "runs": {"max_concurrent_runs": runs["maxConcurrentRuns"],
                      "tag_concurrency_limits": runs["tagConcurrencyLimits"]},
@@ -402,10 +408,14 @@ def test_every_deploy_file_has_the_same_queue_and_pools_as_the_laptop_instance()
     queues = [_yaml(path)["run_queue"] for path in (ROOT / "dagster.yaml", DEPLOY / "dagster.postgres.yaml",
                                                      DEPLOY / "dagster.docker.yaml")]
     assert queues == [{"dequeue_interval_seconds": 1}] * 3
+    helm = _helm_instance(_yaml(DEPLOY / "helm" / "values.yaml"))["run_coordinator"]["config"]
+    assert helm == queues[0]
     assert postgres["runs"]["max_concurrent_runs"] == laptop["runs"]["max_concurrent_runs"]
     assert postgres["pools"]["default_limit"] == laptop["pools"]["default_limit"]
     for limit in laptop["runs"]["tag_concurrency_limits"]:
         assert limit in postgres["runs"]["tag_concurrency_limits"]
+    for key in ("run_monitoring", "run_retries"):  # the team instances watch and retry runs alike
+        assert _yaml(DEPLOY / "dagster.postgres.yaml")[key] == _yaml(DEPLOY / "dagster.docker.yaml")[key]
 
 
 def test_init_instance_sets_the_limit_of_every_pool_the_code_uses():
@@ -446,6 +456,8 @@ def test_the_instance_files_load_on_postgres_and_only_the_docker_one_refuses_duc
     with DagsterInstance.from_config(str(write_dagster_home(tmp_path, DEPLOY / file_name))) as instance:
         assert _storage_classes(instance) == POSTGRES_STORAGE
         assert instance.get_runs() == []  # a query through the configured connection
+        assert instance.run_monitoring_enabled and instance.run_retries_enabled
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 30
         assert type(instance.run_launcher).__name__ == launcher  # built without a Docker daemon
         check_single_host_target(instance, "bigquery")
         if launcher == "DefaultRunLauncher":
@@ -472,6 +484,8 @@ def test_the_helm_values_render_to_an_instance_dagster_accepts_with_the_k8s_laun
 
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         assert _storage_classes(instance) == POSTGRES_STORAGE
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
+        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 3
         launcher = instance.get_ref().run_launcher_data
         assert launcher.class_name == "K8sRunLauncher"
         checked = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), launcher.config_dict)
