@@ -93,7 +93,8 @@ def run(scale: Fraction, out: Path, work: Path, cache: Path, instance_yaml: Path
             dagster_home = Path(stack.env["DAGSTER_HOME"])
             runs = collect(dagster_home, backfill_id)
     report = {
-        "scale": str(scale), "instance_yaml": instance_yaml.read_text(), "backfill_status": status, "launched": launched, "backfill_completed": completed,
+        "scale": str(scale), "instance_yaml": instance_yaml.read_text(), "backfill_status": status,
+        "launched": launched, "backfill_completed": completed,
         "months": [{"file": m.file_name, "partition": m.partition, "rows": m.rows} for m in months],
         "floors": floors, "loaded_rows": _month_rows(taxi_home / "warehouse.duckdb"), "runs": runs,
         "load": " ".join(f"{x:.1f}" for x in load_at_launch) + " -> " + " ".join(f"{x:.1f}" for x in load_at_end),

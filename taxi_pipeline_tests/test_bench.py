@@ -22,8 +22,9 @@ def test_the_benchmark_runs_and_writes_its_results(tmp_path):
                  double=True, dlt=True)
     assert set(report["steps"]) == {
         "floor", "floor_with_ids", "ours", "ours_rerun", "ours_2x_rows", "floor_parquet", "floor_with_ids_parquet",
-        "ours_parquet", "dlt_merge", "dlt_merge_arrow",
+        "ours_parquet", "ours_parquet_rerun", "dlt_merge", "dlt_merge_arrow",
     }
+    assert "ours_parquet_rerun_vs_floor_parquet_wall" in report["ratios"]
     assert all(s["cpu_s"] > 0 for s in report["steps"].values())
     assert "yellow_staging" in report["ours_parquet_step_s"]
     assert report["disk"]["ours_warehouse_mb"] > 0 and report["disk"]["floor_table_mb"] > 0
