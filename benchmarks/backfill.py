@@ -98,7 +98,7 @@ def run(scale: Fraction, out: Path, work: Path, cache: Path, instance_yaml: Path
         "months": [{"file": m.file_name, "partition": m.partition, "rows": m.rows} for m in months],
         "floors": floors, "loaded_rows": _month_rows(taxi_home / "warehouse.duckdb"), "runs": runs,
         "load": " ".join(f"{x:.1f}" for x in load_at_launch) + " -> " + " ".join(f"{x:.1f}" for x in load_at_end),
-        "cpu_s": round(sum(memory.cpu_s.values()), 1),
+        "cpu_s": round(sum(memory.cpu_s.values()), 1), "cpu_s_by_role": memory.cpu_by_role(),
         "peak_rss_mb": round(memory.peak_mb, 1), "run_peak_rss_mb": round(max(memory.run_peaks_mb.values(), default=0), 1),
         "warehouse_bytes": used_bytes(taxi_home / "warehouse.duckdb"), "bucket_bytes": _folder_bytes(taxi_home / "bucket"),
         "mirror_bytes": _folder_bytes(work / "mirror"),

@@ -81,6 +81,11 @@ def summarise(report: dict) -> dict:
         **({"cpu_s": report["cpu_s"], "floors_cpu_s": round(sum(f["cpu_s"] for f in floors.values()), 1),
             "cpu_x_floors": round(report["cpu_s"] / sum(f["cpu_s"] for f in floors.values()), 2)}
            if "cpu_s" in report else {}),
+        # Where that CPU went: the run workers (their steps and each run's start-up), and the
+        # processes that serve every run (webserver, daemon, code servers).
+        **({"cpu_s_by_role": report["cpu_s_by_role"],
+            "run_worker_cpu_s_mean": round(report["cpu_s_by_role"].get("run workers", 0) / len(runs), 1)}
+           if "cpu_s_by_role" in report else {}),
         # The backfill daemon's pick-up (its loop sleeps 30 s), then the run queue's and the run's start.
         "first_run_created_after_launch_s": round(min(r["created"] for r in runs) - launched, 1),
         "first_run_started_after_launch_s": round(min(r["started"] for r in runs) - launched, 1),

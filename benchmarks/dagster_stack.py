@@ -25,6 +25,18 @@ ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 
 
+def _role(command: list[str]) -> str:
+    """A process of the stack by what it runs: run workers (the code server's `spawn` children),
+    the webserver, the daemon, code servers (`dagster api grpc`), or other (their helpers)."""
+    text = " ".join(command)
+    if "--multiprocessing-fork" in text:
+        return "run workers"
+    for name, role in (("dagster-webserver", "webserver"), ("dagster-daemon", "daemon"), ("api grpc", "code servers")):
+        if name in text:
+            return role
+    return "other"
+
+
 @dataclass
 class TreeMemory:
     """Peak RSS of the tree, and of each run worker (with its children), sampled every 0.2 s; and
@@ -35,6 +47,7 @@ class TreeMemory:
     peak_mb: float = 0.0
     run_peaks_mb: dict[int, float] = field(default_factory=dict)
     cpu_s: dict[int, float] = field(default_factory=dict)
+    roles: dict[int, str] = field(default_factory=dict)  # what each process is, for the CPU's split
     _done: threading.Event = field(default_factory=threading.Event)
 
     def _sample(self) -> None:
@@ -51,8 +64,11 @@ class TreeMemory:
                 rss[p.pid] = p.memory_info().rss
                 times = p.cpu_times()
                 self.cpu_s[p.pid] = times.user + times.system
+                command = p.cmdline()
+                if p.pid not in self.roles:
+                    self.roles[p.pid] = _role(command)
                 # A run worker: the code server starts each run in a `spawn` child process.
-                if "--multiprocessing-fork" in p.cmdline():
+                if "--multiprocessing-fork" in command:
                     workers.append(p)
             except psutil.Error:
                 continue
@@ -64,6 +80,13 @@ class TreeMemory:
                 continue
             mb = sum(rss.get(pid, 0) for pid in tree) / 2**20
             self.run_peaks_mb[worker.pid] = max(self.run_peaks_mb.get(worker.pid, 0.0), mb)
+
+    def cpu_by_role(self) -> dict[str, float]:
+        split: dict[str, float] = {}
+        for pid, seconds in self.cpu_s.items():
+            role = self.roles.get(pid, "other")
+            split[role] = round(split.get(role, 0.0) + seconds, 1)
+        return dict(sorted(split.items()))
 
     def watch(self) -> threading.Thread:
         def loop() -> None:
