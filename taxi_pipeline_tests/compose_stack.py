@@ -183,18 +183,30 @@ def launch(stack: Deployment, job: str, **tags: str) -> str:
 
 
 def run_failure_message(stack: Deployment, run_id: str, width: int = 300) -> str:
-    """What Dagster recorded when the run failed: the step failures, the run failure and the engine
-    events around it."""
+    """What Dagster recorded when the run failed: every step failure with the chain of its error's
+    causes (the step's own message only says which op failed), then the run failure and the
+    engine events around it."""
     rows = stack.query("SELECT dagster_event_type, event FROM event_logs WHERE run_id = %s AND dagster_event_type IN "
                        "('STEP_FAILURE', 'PIPELINE_FAILURE', 'ENGINE_EVENT') ORDER BY id", [run_id])
+    steps = [row for row in rows if row[0] == "STEP_FAILURE"]
+    kept = steps + [row for row in rows if row[0] != "STEP_FAILURE"][-3:]
     messages = []
-    for kind, body in rows[-4:]:
+    for kind, body in kept:
         event = json.loads(body)
         dagster_event = event.get("dagster_event") or {}
-        error = ((dagster_event.get("event_specific_data") or {}).get("error") or {}).get("message") or ""
+        error = _error_chain((dagster_event.get("event_specific_data") or {}).get("error"))
         text = event.get("user_message") or dagster_event.get("message") or ""
         messages.append(f"{kind}: {text[:width]} {error[:width]}".rstrip())
     return " | ".join(messages)
+
+
+def _error_chain(error: dict | None) -> str:
+    """A serialized error's message and its causes', innermost last."""
+    parts = []
+    while error:
+        parts.append((error.get("message") or "").strip())
+        error = error.get("cause") or error.get("context")
+    return " <- ".join(part for part in parts if part)
 
 
 def backfill_report(stack: Deployment, backfill_id: str) -> str:

@@ -20,15 +20,33 @@ def ensure_dataset(client: bigquery.Client, project: str, name: str, location: s
     the dataset exists, since the API checks the permission before existence
     (https://github.com/langchain-ai/langchain-google/issues/457,
     https://github.com/google/adk-python/issues/3688), which Data Editor on the dataset lacks.
+
+    The first months of a backfill run at once and all find no dataset. BigQuery answers the
+    later creates 409 Already Exists (`exists_ok`); local-bigquery fails some with "Failed to
+    commit DuckLake transaction" (seen failing the deploy test's UI backfill; reproduced in
+    test_gcp_merge_faults.py). So a failed create is forgiven when the dataset, read again,
+    exists: a concurrent run made it.
     """
     try:
         dataset = client.get_dataset(f"{project}.{name}")
     except google_errors.NotFound:
         wanted = bigquery.Dataset(f"{project}.{name}")
         wanted.location = location
-        dataset = client.create_dataset(wanted, exists_ok=True)  # exists_ok: a concurrent run made it
+        try:
+            dataset = client.create_dataset(wanted, exists_ok=True)
+        except google_errors.GoogleAPIError:
+            dataset = _made_meanwhile(client, f"{project}.{name}")
+            if dataset is None:
+                raise  # the create's own error says why
     check_dataset(dataset, location)
     return dataset
+
+
+def _made_meanwhile(client: bigquery.Client, dataset_id: str) -> bigquery.Dataset | None:
+    try:
+        return client.get_dataset(dataset_id)
+    except google_errors.NotFound:
+        return None
 
 
 def check_dataset(dataset: bigquery.Dataset, location: str | None) -> None:
