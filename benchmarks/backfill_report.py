@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from benchmarks.dagster_stack import RUN_WORKER
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import LOCK_TAKEN
 
 # Steps that hold the embedded warehouse's file (its one writer): staging, the merge, the check.
@@ -84,7 +85,7 @@ def summarise(report: dict) -> dict:
         # Where that CPU went: the run workers (their steps and each run's start-up), and the
         # processes that serve every run (webserver, daemon, code servers).
         **({"cpu_s_by_role": report["cpu_s_by_role"],
-            "run_worker_cpu_s_mean": round(report["cpu_s_by_role"].get("run workers", 0) / len(runs), 1)}
+            "run_worker_cpu_s_mean": round(report["cpu_s_by_role"].get(RUN_WORKER, 0) / len(runs), 1)}
            if "cpu_s_by_role" in report else {}),
         # The backfill daemon's pick-up (its loop sleeps 30 s), then the run queue's and the run's start.
         "first_run_created_after_launch_s": round(min(r["created"] for r in runs) - launched, 1),

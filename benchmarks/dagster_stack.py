@@ -25,12 +25,16 @@ ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
 
 
+RUN_WORKER = "run workers"
+
+
 def _role(command: list[str]) -> str:
-    """A process of the stack by what it runs: run workers (the code server's `spawn` children),
-    the webserver, the daemon, code servers (`dagster api grpc`), or other (their helpers)."""
+    """A process of the stack by what it runs: run workers (the code server starts each run in a
+    `spawn` child process), the webserver, the daemon, code servers (`dagster api grpc`), or
+    other (their helpers)."""
     text = " ".join(command)
     if "--multiprocessing-fork" in text:
-        return "run workers"
+        return RUN_WORKER
     for name, role in (("dagster-webserver", "webserver"), ("dagster-daemon", "daemon"), ("api grpc", "code servers")):
         if name in text:
             return role
@@ -64,11 +68,9 @@ class TreeMemory:
                 rss[p.pid] = p.memory_info().rss
                 times = p.cpu_times()
                 self.cpu_s[p.pid] = times.user + times.system
-                command = p.cmdline()
                 if p.pid not in self.roles:
-                    self.roles[p.pid] = _role(command)
-                # A run worker: the code server starts each run in a `spawn` child process.
-                if "--multiprocessing-fork" in command:
+                    self.roles[p.pid] = _role(p.cmdline())
+                if self.roles[p.pid] == RUN_WORKER:
                     workers.append(p)
             except psutil.Error:
                 continue

@@ -22,7 +22,9 @@ def ensure_dataset(client: bigquery.Client, project: str, name: str, location: s
     https://github.com/google/adk-python/issues/3688), which Data Editor on the dataset lacks.
 
     The first months of a backfill run at once and all find no dataset. BigQuery answers the
-    later creates 409 Already Exists (`exists_ok`); local-bigquery fails some with "Failed to
+    later creates 409 `duplicate` ("trying to create a job, dataset, or table that already
+    exists", https://cloud.google.com/bigquery/docs/error-messages), which `exists_ok` takes as
+    success; local-bigquery fails some with "Failed to
     commit DuckLake transaction" (seen failing the deploy test's UI backfill; reproduced in
     test_gcp_merge_faults.py). So a failed create is forgiven when the dataset, read again,
     exists: a concurrent run made it.
