@@ -125,7 +125,7 @@ LAUNCH_BACKFILL = """mutation LaunchPartitionBackfill($backfillParams: LaunchBac
   launchPartitionBackfill(backfillParams: $backfillParams) { __typename
     ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
     ... on PartitionSetNotFoundError { message } ... on InvalidSubsetError { message } } }"""
-REPOSITORY = {"repositoryLocationName": "taxi_pipeline.definitions", "repositoryName": "__repository__"}
+REPOSITORY = {"repositoryLocationName": "taxi_pipeline", "repositoryName": "__repository__"}
 TICKS = """query Ticks($selector: TYPESelector!, $after: Float) { FIELD(KINDSelector: $selector) {
   __typename ... on PythonError { message }
   ... on TYPE { STATE { ticks(afterTimestamp: $after, limit: 200) { status skipReason timestamp error { message } } } } } }"""
@@ -236,7 +236,7 @@ def test_a_ui_job_page_backfill_tags_its_runs_too(stack):
     partitions = ["2020-01-01", "2020-07-01"]
     backfill_id = _launch_backfill(stack, {
         "selector": {"partitionSetName": "yellow_taxi_job_partition_set", "repositorySelector": {
-            "repositoryLocationName": "taxi_pipeline.definitions", "repositoryName": "__repository__"}},
+            "repositoryLocationName": "taxi_pipeline", "repositoryName": "__repository__"}},
         "partitionNames": partitions, "fromFailure": False,
         "tags": [{"key": "dagster/from_ui", "value": "true"}],
     })

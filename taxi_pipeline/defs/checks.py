@@ -4,7 +4,7 @@ has no column the colour does not know yet (a warning: schema drift is loaded wi
 import dagster as dg
 
 from taxi_pipeline.defs.assets import main_asset_key, raw_asset_key
-from taxi_pipeline.defs.partitions import month_of_key
+from taxi_pipeline.defs.partitions import check_month_key
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.stores.publication import MonthObjects
@@ -22,7 +22,7 @@ def build_main_table_check(colour: Colour) -> dg.AssetChecksDefinition:
     def month_matches_source(
         context: dg.AssetCheckExecutionContext, source: SourceResource, target: TargetResource,
     ):
-        month = month_of_key(context.run.tags["dagster/partition"])
+        month = check_month_key(context.run.tags["dagster/partition"])
         choice = source.choice()
         file = choice.locate(colour, month)
         stored = target.store().stat(file.object_key)
@@ -49,7 +49,7 @@ def build_schema_drift_check(colour: Colour) -> dg.AssetChecksDefinition:
         "them; adding the column to `lib/colours.py` and re-running the month keeps them.",
     )
     def schema_known(context: dg.AssetCheckExecutionContext, source: SourceResource, target: TargetResource):
-        month = month_of_key(context.run.tags["dagster/partition"])
+        month = check_month_key(context.run.tags["dagster/partition"])
         file = source.choice().locate(colour, month)
         # The file this run downloaded (still pending while the check runs), else the month's.
         objects = MonthObjects(target.store(), file.object_key)

@@ -6,6 +6,7 @@ come from the environment is a `dg.EnvVar`, so the UI shows where it came from.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -14,6 +15,7 @@ import dagster as dg
 
 from taxi_pipeline.defs.deployment import check_single_host_target
 from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.settings import Settings, SettingsError, read_settings
 from taxi_pipeline.lib.sources import SourceChoice
 from taxi_pipeline.lib.sources.http import RetrySettings
 from taxi_pipeline.lib.sources.release import DEFAULT_BASE_URL, ReleaseSource
@@ -133,8 +135,19 @@ def build_target(name: str) -> TargetResource:
     raise ValueError(f"TAXI_TARGET={name!r} is not a known target; use 'local' or 'gcp'")
 
 
+def check_settings() -> Settings:
+    """Every setting checked as the code location loads. The problem is also written to stderr
+    first, so that it is the first line a user reads above the loader's traceback."""
+    try:
+        return read_settings()
+    except SettingsError as exc:
+        print(f"taxi_pipeline: {exc}", file=sys.stderr, flush=True)
+        raise
+
+
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources for the target `TAXI_TARGET` names (default `local`)."""
+    check_settings()
     return {
         "source": SourceResource(
             mode=_env("TAXI_SOURCE", "auto"), base_url=_env("TAXI_SOURCE_URL", DEFAULT_BASE_URL),

@@ -18,6 +18,23 @@ def validate_identifier(kind: str, value: str) -> str:
     return value
 
 
+# Names DuckDB keeps for itself (its system catalog and schemas, and `warehouse`, the catalog of
+# the file `warehouse.duckdb`), where a schema of that name is refused or makes every reference
+# ambiguous; BigQuery keeps INFORMATION_SCHEMA.
+RESERVED_DATASETS = frozenset({"temp", "system", "main_temp", "information_schema", "pg_catalog", "warehouse"})
+
+
+def validate_dataset(value: str) -> str:
+    """Returns `value` if it can name the DuckDB schema and the BigQuery dataset of the tables."""
+    validate_identifier("dataset name", value)
+    if value.lower() in RESERVED_DATASETS:
+        raise ValueError(
+            f"{value!r} is a name the warehouse keeps for itself ({', '.join(sorted(RESERVED_DATASETS))}); "
+            "choose another, e.g. zoomcamp"
+        )
+    return value
+
+
 def validate_object_key(value: str) -> str:
     """Returns `value` if it is a relative `a/b/c.csv.gz` key with no `..`, else raises."""
     segments = value.split("/") if isinstance(value, str) else [""]

@@ -18,7 +18,7 @@ from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
 
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.identifiers import validate_dataset
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult
@@ -42,7 +42,7 @@ class BigQueryWarehouse:
     ):
         self._client = client
         self.project = sql.validate_project(project)
-        self.dataset = validate_identifier("dataset", dataset)
+        self.dataset = validate_dataset(dataset)
         self.location = location
         self.merge_attempts = merge_attempts
 

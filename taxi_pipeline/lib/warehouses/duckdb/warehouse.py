@@ -16,7 +16,7 @@ import duckdb
 
 from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.colours import Colour, LogicalType
-from taxi_pipeline.lib.identifiers import validate_identifier
+from taxi_pipeline.lib.identifiers import validate_dataset, validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult, WarehouseBusyError
@@ -56,7 +56,7 @@ class DuckDBWarehouse:
         lock_timeout_s: float = 900.0, log: Callable[[str], None] | None = None,
     ):
         self.path = Path(path)
-        self.dataset = validate_identifier("dataset", dataset)
+        self.dataset = validate_dataset(dataset)
         self.memory_limit = memory_limit
         self.threads = threads
         self.lock_timeout_s = lock_timeout_s
