@@ -12,8 +12,10 @@ from taxi_pipeline.defs.publishing import Publication
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, partition_month
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import tag_run
+from taxi_pipeline.defs.user_errors import user_errors
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.raw_file import RawFile, layout_from_json
+from taxi_pipeline.lib.shrink import ACCEPT_TAG, check_shrink
 from taxi_pipeline.lib.sources.base import InvalidFileError, SourceFile
 from taxi_pipeline.lib.sources.http import download
 from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject
@@ -81,6 +83,14 @@ def stage_object(warehouse: Warehouse, colour: Colour, month, file: SourceFile, 
     return result
 
 
+def loaded_month_object(store: ObjectStore, source: SourceResource, colour: Colour, month) -> StoredObject | None:
+    """The month's object the warehouse's month came from: of the month's files at every source
+    (a switch of source replaces the month), the one published last."""
+    choice = source.choice()
+    found = [store.stat(s.locate(colour, month).object_key) for s in (choice.release, choice.tlc)]
+    return max((o for o in found if o is not None), key=lambda o: o.metadata.get("publication_at", ""), default=None)
+
+
 def merge_month(warehouse: Warehouse, source: SourceResource, colour: Colour, month, file: SourceFile) -> MergeResult:
     return warehouse.merge(colour, month, file.file_name, source.choice().all_file_names(colour, month))
 
@@ -102,6 +112,10 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         "knows) and kept in the bucket. One object per month.",
     )
     def raw_file(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
+        with user_errors(context):
+            return _raw_file(context, source, target)
+
+    def _raw_file(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         month = partition_month(context)
         choice = source.choice()
         chosen = choice.for_month(month)  # fails at once, with the reason, if no source has it
@@ -113,6 +127,8 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         # The download goes to the run's pending key once whole and valid; it becomes the month's
         # object only when the merge has published its month (`defs.publishing`).
         objects = MonthObjects(store, file.object_key)
+        for leftover in store.remove_leftovers(f"{colour.name}/pending/"):
+            context.log.info(f"{leftover}: removed, a part file of a download that was killed")
         with store.write(objects.pending_key(context.run.run_id)) as pending:
             got = download(
                 file.url, pending.path, lambda: chosen.validator(colour, file), source.retry_settings(),
@@ -160,6 +176,10 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         "the same file bytes by the same code.",
     )
     def staging(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
+        with user_errors(context):
+            yield from _staging(context, source, target)
+
+    def _staging(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         month = partition_month(context)
         file = source.choice().locate(colour, month)
         tag_run(context, colour, file)
@@ -174,6 +194,11 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         stored, _ = stored_raw_file(target.store(), file, context.run.run_id)
         pending = stored if stored.key != file.object_key else None
         try:
+            if pending is not None and context.run.tags.get(ACCEPT_TAG) != "true":
+                loaded = loaded_month_object(target.store(), source, colour, month)
+                check_shrink(file.file_name, int(stored.metadata["rows"]),
+                             int(loaded.metadata.get("rows", 0)) if loaded else None,
+                             loaded.metadata.get("file_name", loaded.key) if loaded else "", context.partition_key)
             result = stage(stored)
         except InvalidFileError as exc:
             if pending is not None:
@@ -200,6 +225,10 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         "(or that another source's file of the month left).",
     )
     def main_table(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
+        with user_errors(context):
+            yield from _main_table(context, source, target)
+
+    def _main_table(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         month = partition_month(context)
         choice = source.choice()
         file = choice.locate(colour, month)

@@ -39,12 +39,14 @@ class SourceResource(dg.ConfigurableResource):
     attempts: int = 5
     first_retry_delay_s: float = 1.0
     timeout_s: float = 60.0
+    deadline_s: float = 7200.0
 
     def choice(self) -> SourceChoice:
         return SourceChoice(self.mode, ReleaseSource(self.base_url), TlcSource(self.tlc_url))
 
     def retry_settings(self) -> RetrySettings:
-        return RetrySettings(self.attempts, self.first_retry_delay_s, timeout_s=self.timeout_s)
+        return RetrySettings(self.attempts, self.first_retry_delay_s, timeout_s=self.timeout_s,
+                             deadline_s=self.deadline_s)
 
 
 class TargetResource(dg.ConfigurableResource):
@@ -152,6 +154,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "source": SourceResource(
             mode=_env("TAXI_SOURCE", "auto"), base_url=_env("TAXI_SOURCE_URL", DEFAULT_BASE_URL),
             tlc_url=_env("TAXI_TLC_URL", DEFAULT_TLC_URL),
+            deadline_s=float(dg.EnvVar("TAXI_DOWNLOAD_DEADLINE_S").get_value("7200")),
         ),
         "target": build_target(dg.EnvVar("TAXI_TARGET").get_value("local")),
     }

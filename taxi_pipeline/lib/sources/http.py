@@ -47,6 +47,9 @@ class RetrySettings:
     first_delay_s: float = 1.0
     max_delay_s: float = 30.0
     timeout_s: float = 60.0  # per socket read, so a stalled server is noticed
+    # The whole download, every attempt included: a source that trickles a byte now and then
+    # never trips the read timeout. Two hours take a 700 MB month at 0.8 Mbit/s.
+    deadline_s: float = 7200.0
 
     def delay(self, failed_attempt: int) -> float:
         """Full-jitter exponential backoff: spreads out the retries of concurrent backfill runs."""
@@ -96,9 +99,12 @@ def download(
 ) -> Download:
     """Streams `url` into `dest` through a fresh validator per attempt; raises on bad content."""
     file_name = url.rsplit("/", 1)[-1]
+    clock = _Clock(file_name, time.monotonic() + retry.deadline_s, retry.deadline_s, progress)
     for attempt in range(1, retry.attempts + 1):
         try:
-            return _download_once(url, dest, validator(), retry.timeout_s, progress, attempt)
+            return _download_once(url, dest, validator(), retry.timeout_s, progress, attempt, clock)
+        except _DeadlineError as exc:
+            raise SourceUnavailableError(f"{file_name}: {exc} ({url})") from exc
         except _TransientError as exc:
             if attempt == retry.attempts:
                 raise SourceUnavailableError(
@@ -110,9 +116,34 @@ def download(
     raise AssertionError("unreachable")
 
 
+class _DeadlineError(_TransientError):
+    """The download's overall deadline passed: no attempt is left."""
+
+
+class _Clock:
+    """The download's deadline, and a progress line at least every minute while bytes come slowly."""
+
+    EVERY_S = 60.0
+
+    def __init__(self, file_name: str, deadline: float, deadline_s: float, progress: Callable[[str], None]):
+        self.file_name, self.deadline, self.deadline_s, self.progress = file_name, deadline, deadline_s, progress
+        self.started = self.last_said = time.monotonic()
+
+    def tick(self, size: int) -> None:
+        now = time.monotonic()
+        if now > self.deadline:
+            raise _DeadlineError(
+                f"still downloading after {self.deadline_s:,.0f} s ({size:,} bytes so far): the source is too "
+                "slow or trickling; try again later, or raise TAXI_DOWNLOAD_DEADLINE_S"
+            )
+        if now - self.last_said >= self.EVERY_S:
+            self.last_said = now
+            self.progress(f"{self.file_name}: {size:,} bytes after {now - self.started:,.0f} s")
+
+
 def _download_once(
     url: str, dest: Path, validator: Validator, timeout_s: float,
-    progress: Callable[[str], None], attempt: int,
+    progress: Callable[[str], None], attempt: int, clock: _Clock | None = None,
 ) -> Download:
     file_name = url.rsplit("/", 1)[-1]
     md5 = hashlib.md5()
@@ -127,7 +158,7 @@ def _download_once(
         published = _published(response)
         fed = None
         try:
-            while chunk := _read(response):
+            while chunk := _read(response, clock, size):
                 if fed is not None:
                     fed.result()  # raises the validator's error, if any
                 fed = validating.submit(validator.feed, chunk)
@@ -170,9 +201,22 @@ def _open(url: str, file_name: str, timeout_s: float, method: str = "GET"):
         raise _TransientError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _read(response) -> bytes:
+def _read(response, clock: _Clock | None = None, size: int = 0) -> bytes:
+    """The next chunk of `_CHUNK` bytes (fewer at the end). Read in pieces as they arrive, so
+    that the deadline is looked at while a slow source fills the chunk."""
+    read1 = getattr(response, "read1", None)
     try:
-        return response.read(_CHUNK)
+        if read1 is None or clock is None:
+            return response.read(_CHUNK)
+        parts, got = [], 0
+        while got < _CHUNK:
+            clock.tick(size + got)
+            part = read1(_CHUNK - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
     except TimeoutError as exc:
         raise _TransientError("the server stalled: no data within the read timeout") from exc
     except (ConnectionError, http.client.IncompleteRead, http.client.HTTPException) as exc:

@@ -57,3 +57,6 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Removes the object, if there is one."""
+
+    def remove_leftovers(self, prefix: str) -> list[str]:
+        """Removes what killed writers left under `prefix` (never an object); returns the keys."""

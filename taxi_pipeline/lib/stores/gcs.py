@@ -68,6 +68,11 @@ class GcsObjectStore:
             except _TRANSFER_ERRORS as exc:
                 raise StoreError(f"cannot write bucket object {uri}: {exc}") from exc
 
+    def remove_leftovers(self, prefix: str) -> list[str]:
+        """Nothing to remove: a download is written to a local temporary folder, and an upload
+        that never finished is not an object."""
+        return []
+
     def stat(self, key: str) -> StoredObject | None:
         try:
             blob = self._bucket().get_blob(validate_object_key(key))

@@ -74,6 +74,20 @@ class LocalObjectStore:
                     found.append(stored)
         return found
 
+    def remove_leftovers(self, prefix: str) -> list[str]:
+        """Removes the part files under `prefix` that a killed process left (`.<name>.<pid>.part`,
+        the pid no longer running): `list` never shows them, so nothing else would. Returns their keys."""
+        base = self.root / prefix.rstrip("/")
+        removed = []
+        for path in sorted(base.rglob(".*.part")) if base.is_dir() else []:
+            pid = path.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not _running(int(pid)):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path.relative_to(self.root).as_posix())
+                    _remove_empty_folders(path.parent, self.root)
+        return removed
+
     def update_metadata(self, key: str, metadata: dict[str, str]) -> None:
         path = self._path(key)
         stored = self.stat(key)
@@ -122,6 +136,16 @@ class LocalObjectStore:
 
     def _path(self, key: str) -> Path:
         return self.root / validate_object_key(key)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _meta_path(path: Path) -> Path:
