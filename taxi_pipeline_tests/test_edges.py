@@ -156,3 +156,67 @@ def test_a_source_that_trickles_ends_at_the_download_deadline_with_progress_in_t
     assert len(progress) >= 2, progress  # at least one a second here (a minute by default)
     assert not (home / "bucket" / "green" / f"{CSV}.gz").exists()
     print(f"\ntrickle: failed after {took:.1f} s: {message}")
+
+
+def test_a_killed_cli_run_is_reaped_and_its_part_file_removed_by_the_next_run(tmp_path):
+    """`dagster job execute` SIGKILLed mid-download: its run stays STARTED in the instance until
+    the next look (a tick, fresh-start) finds its process gone and marks it FAILURE; the sensor
+    then no longer waits for it, and the next run of the month removes the part file."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from taxi_pipeline.defs.launching import unfinished_run
+    from taxi_pipeline.defs.runs import PROCESS_TAG
+
+    root, home, dagster_home = _served(tmp_path), tmp_path / "home", tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "dagster.yaml", dagster_home / "dagster.yaml")
+    body = (root / "green" / f"{CSV}.gz").read_bytes()
+
+    def trickle(handler, path) -> bool:  # half the file, then a byte a second, for 60 s at most
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        try:
+            handler.wfile.write(body[: len(body) // 2])
+            for byte in body[len(body) // 2: len(body) // 2 + 60]:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(1)
+        except OSError:
+            pass
+        return True
+
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "TAXI_HOME": str(home)}
+    with serve_folder(root) as server:
+        server.faults.append(trickle)
+        env["TAXI_SOURCE_URL"] = server.url
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m",
+                                 "taxi_pipeline.definitions", "-j", "green_taxi_job", "--tags",
+                                 json.dumps({"dagster/partition": APRIL})], cwd=Path(__file__).parents[1], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pending = home / "bucket" / "green" / "pending"
+        deadline = time.monotonic() + 60
+        while not list(pending.rglob(".*.part")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            [run] = instance.get_runs()
+            assert run.status == dg.DagsterRunStatus.STARTED and PROCESS_TAG in run.tags
+            assert unfinished_run(instance, GREEN, APRIL) is None  # what a tick asks: not waited for
+            run = instance.get_run_by_id(run.run_id)
+            assert run.status == dg.DagsterRunStatus.FAILURE
+            [failed] = [e for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.is_run_failure]
+            assert "process" in failed.message and "is gone" in failed.message, failed.message
+        done = subprocess.run([str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m",
+                               "taxi_pipeline.definitions", "-j", "green_taxi_job", "--tags",
+                               json.dumps({"dagster/partition": APRIL})], cwd=Path(__file__).parents[1], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not list(pending.rglob(".*.part")) if pending.exists() else True
+    assert _month_rows(home, CSV) == 35_612

@@ -98,7 +98,8 @@ def start_afresh(site: Site, records: Records, colours: list[Colour], asked: str
     busy = [f"{p.colour.name}: {item}" for p in plans for item in p.in_flight]
     if busy:
         raise OperatorError("runs or backfills are in flight, which would write again; wait for them or "
-                            "cancel them, then run fresh-start again:\n  " + "\n  ".join(busy))
+                            "end them (the UI: Runs -> the run -> Terminate; a backfill: Overview -> Backfills -> "
+                            "Cancel), then run fresh-start again:\n  " + "\n  ".join(busy))
     for p in plans:
         delete(p, site, records)
     left = [plan(site, records, colour) for colour in colours]

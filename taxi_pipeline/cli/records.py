@@ -13,15 +13,12 @@ from dagster._core.execution.backfill import BulkActionStatus
 
 from taxi_pipeline.cli.site import ConfigError
 from taxi_pipeline.cli.text import count
+from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
 from taxi_pipeline.lib.colours import Colour
 
 # `month_matches_source` on the main table, `schema_known` on the raw file.
 CHECK_NAMES = ("month_matches_source", "schema_known")
 _RECORD_LIMIT = 100_000
-_IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING,
-]
 
 
 def asset_keys(colour: Colour) -> list[dg.AssetKey]:
@@ -79,11 +76,12 @@ class Records:
     def activity(self, colour: Colour) -> list[str]:
         """Runs and backfills of the colour still in flight: they would write again after a wipe."""
         filters = (
-            dg.RunsFilter(tags={"taxi": colour.name}, statuses=_IN_FLIGHT),
+            dg.RunsFilter(tags={"taxi": colour.name}, statuses=list(IN_FLIGHT)),
             # Queued runs of the job may not carry the tag yet: the run adds it when it starts.
-            dg.RunsFilter(job_name=f"{colour.name}_taxi_job", statuses=_IN_FLIGHT),
+            dg.RunsFilter(job_name=f"{colour.name}_taxi_job", statuses=list(IN_FLIGHT)),
         )
-        runs = {run.run_id: run for f in filters for run in self.instance.get_runs(filters=f)}
+        # A run whose process was killed is marked FAILURE here rather than blocking for ever.
+        runs = {run.run_id: run for f in filters for run in unfinished_runs(self.instance, f)}
         keys = set(asset_keys(colour))
         backfills = [
             b for b in self.instance.get_backfills(status=BulkActionStatus.REQUESTED)

@@ -11,14 +11,10 @@ import dagster as dg
 from taxi_pipeline.defs.assets import main_asset_key, raw_asset_key
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS
 from taxi_pipeline.defs.resources import TargetResource
+from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
 from taxi_pipeline.lib.warehouses.base import WarehouseBusyError
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.http import Published
-
-_UNFINISHED = [
-    dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 
 def recent_months(before: dt.datetime, count: int) -> list[tuple[str, dt.date]]:
@@ -60,13 +56,17 @@ def loaded_partitions(instance: dg.DagsterInstance, colour: Colour, target: Targ
     return Loaded(keys, recorded, warehouse.table_name(colour.main_table))
 
 
-def has_unfinished_run(instance: dg.DagsterInstance, colour: Colour, partition_key: str) -> bool:
-    """Whether any run of the month is queued or in progress, whoever launched it."""
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(tags={"taxi": colour.name, "dagster/partition": partition_key}, statuses=_UNFINISHED),
-        limit=1,
-    )
-    return bool(runs)
+def unfinished_run(instance: dg.DagsterInstance, colour: Colour, partition_key: str) -> dg.DagsterRun | None:
+    """A run of the month that is queued or in progress, whoever launched it (a run whose process
+    was killed is marked FAILURE on the way: `defs.runs`), or None."""
+    runs = unfinished_runs(instance, dg.RunsFilter(
+        tags={"taxi": colour.name, "dagster/partition": partition_key}, statuses=list(IN_FLIGHT)))
+    return runs[0] if runs else None
+
+
+def waiting_for(run: dg.DagsterRun) -> str:
+    """What a skip reason says of a run a month waits for."""
+    return f"run {run.run_id} ({run.status.value})"
 
 
 def recorded_tokens(instance: dg.DagsterInstance, colour: Colour, partition_key: str) -> Published | None:

@@ -17,20 +17,19 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from taxi_pipeline.defs.runs import unfinished_runs
 from taxi_pipeline.lib.stores.base import StoredObject
 from taxi_pipeline.lib.stores.publication import MERGING, STAGED, SUPERSEDED, DOWNLOADED, MonthObjects
 from taxi_pipeline.lib.warehouses.base import MergeResult, StageResult
 
-_FINISHED = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED})
 
 Stage = Callable[[StoredObject], StageResult]
 Merge = Callable[[], MergeResult]
 
 
 def run_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """A run that is over (or that this instance never knew): its pending file is nobody's now."""
-    run = instance.get_run_by_id(run_id)
-    return run is None or run.status in _FINISHED
+    """A run that is over, killed, or that this instance never knew: its pending file is nobody's now."""
+    return not unfinished_runs(instance, dg.RunsFilter(run_ids=[run_id]))
 
 
 def describe(stored: StoredObject | None) -> dict[str, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from taxi_pipeline.defs.runs import PROCESS_TAG, this_process
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.base import SourceFile
 
@@ -20,8 +21,9 @@ def run_tags(colour: Colour, file: SourceFile, launched_by_backfill: bool) -> di
 
 def tag_run(context: dg.AssetExecutionContext, colour: Colour, file: SourceFile) -> None:
     """Adds the tags from inside the run: asset-graph backfills drop job tags, and `file=` depends
-    on the partition, so no launch path can be trusted to have set them."""
-    wanted = run_tags(colour, file, BACKFILL_ID_TAG in context.run.tags)
+    on the partition, so no launch path can be trusted to have set them. The run's process is
+    recorded too (`defs.runs`)."""
+    wanted = {**run_tags(colour, file, BACKFILL_ID_TAG in context.run.tags), PROCESS_TAG: this_process()}
     missing = {k: v for k, v in wanted.items() if context.run.tags.get(k) != v}
     if missing:
         context.instance.add_run_tags(context.run.run_id, missing)

@@ -8,7 +8,7 @@ launched it), is left alone.
 
 import dagster as dg
 
-from taxi_pipeline.defs.launching import has_unfinished_run, loaded_partitions, recent_months
+from taxi_pipeline.defs.launching import loaded_partitions, recent_months, unfinished_run, waiting_for
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.defs.sensors import probe_retry
@@ -40,7 +40,7 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
     )
     def monthly(context: dg.ScheduleEvaluationContext, source: SourceResource, target: TargetResource):
         choice = source.choice()
-        requests, waiting, unserved, held, unreachable = [], [], [], [], []
+        requests, waiting, unserved, held, unreachable, busy = [], [], [], [], [], []
         loaded = loaded_partitions(context.instance, colour, target)
         for key, month in recent_months(context.scheduled_execution_time, LOOKBACK_MONTHS):
             if not choice.can_serve(month):
@@ -49,7 +49,8 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
             if key in loaded.partitions:
                 held.append(f"{month:%Y-%m}")
                 continue
-            if has_unfinished_run(context.instance, colour, key):
+            if (run := unfinished_run(context.instance, colour, key)) is not None:
+                busy.append(f"{month:%Y-%m} waits for {waiting_for(run)}")
                 continue
             file = choice.locate(colour, month)
             try:
@@ -70,6 +71,7 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
         reasons = [f"cannot reach the source: {unreachable[0]}; the next tick (and the sensor) looks again"] if unreachable else []
         if waiting:
             reasons.append(f"not published at the source yet: {', '.join(waiting)}")
+        reasons += busy
         if unserved:
             reasons.append(f"no source configured for {', '.join(unserved)} (TAXI_SOURCE={choice.mode})")
         if held and not reasons:

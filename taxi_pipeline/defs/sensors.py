@@ -23,7 +23,7 @@ import time
 import dagster as dg
 
 from taxi_pipeline.defs.launching import (
-    changes, has_unfinished_run, loaded_partitions, recent_months, recorded_tokens,
+    changes, loaded_partitions, recent_months, recorded_tokens, unfinished_run, waiting_for,
 )
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
@@ -89,7 +89,10 @@ def build_colour_sensor(
         loaded = loaded_partitions(context.instance, colour, target)
         requests, notes, unreachable = [], [], None
         for key, month in recent_months(dt.datetime.now(dt.UTC), lookback):
-            if not choice.can_serve(month) or has_unfinished_run(context.instance, colour, key):
+            if not choice.can_serve(month):
+                continue
+            if (run := unfinished_run(context.instance, colour, key)) is not None:
+                notes.append(f"{month:%Y-%m} waits for {waiting_for(run)}")
                 continue
             file = choice.locate(colour, month)
             try:
