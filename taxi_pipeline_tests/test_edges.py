@@ -220,3 +220,41 @@ def test_a_killed_cli_run_is_reaped_and_its_part_file_removed_by_the_next_run(tm
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not list(pending.rglob(".*.part")) if pending.exists() else True
     assert _month_rows(home, CSV) == 35_612
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+def _flip(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        block = f.read(4096)
+        f.seek(path.stat().st_size // 2)
+        f.write(bytes(b ^ 0xFF for b in block))
+
+
+def _zero_header(path: Path) -> None:
+    with open(path, "r+b") as f:
+        f.write(b"\0" * 4096)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip, _zero_header], ids=["truncated", "corrupted", "no header"])
+def test_a_damaged_warehouse_is_named_never_reused_and_left_as_it_is(damage, tmp_path):
+    import hashlib
+
+    root, home = _served(tmp_path), tmp_path / "home"
+    with serve_folder(root) as server:
+        resources = make_resources(home, server.url)
+        assert load_month(GREEN, "2020-10-01", resources).success
+        warehouse = home / "warehouse.duckdb"
+        damage(warehouse)
+        before = hashlib.md5(warehouse.read_bytes()).hexdigest()
+        result = load_month(GREEN, "2020-10-01", resources, raise_on_error=False)
+    assert not result.success
+    step, message = failure(result)
+    assert step == "green_staging", (step, message)
+    assert f"{warehouse}: the warehouse file is damaged (" in message and "Restore it from a copy" in message, message
+    assert hashlib.md5(warehouse.read_bytes()).hexdigest() == before  # the damaged bytes untouched
+    print(f"\n{damage.__name__}: {message.splitlines()[0][:300]}")

@@ -17,9 +17,11 @@ import dagster as dg
 from taxi_pipeline.lib.sources.base import InvalidFileError, NoSourceError
 from taxi_pipeline.lib.sources.http import SourceUnavailableError
 from taxi_pipeline.lib.stores.base import StoreError
+from taxi_pipeline.lib.warehouses.base import WarehouseDamagedError
 from taxi_pipeline.lib.warehouses.shape import ForeignTableError
 
-USER_ERRORS = (InvalidFileError, NoSourceError, SourceUnavailableError, StoreError, ForeignTableError)
+USER_ERRORS = (InvalidFileError, NoSourceError, SourceUnavailableError, StoreError, ForeignTableError,
+               WarehouseDamagedError)
 
 
 @contextlib.contextmanager

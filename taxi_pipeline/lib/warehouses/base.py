@@ -14,6 +14,11 @@ class WarehouseBusyError(RuntimeError):
     """The warehouse cannot be read right now without waiting (DuckDB: a run holds the file)."""
 
 
+class WarehouseDamagedError(RuntimeError):
+    """The warehouse's storage cannot be read back whole (DuckDB: a truncated or corrupted file).
+    Nothing is written to it: its bytes stay as they are for a restore or an inspection."""
+
+
 @dataclass(frozen=True)
 class StageResult:
     table: str

@@ -19,7 +19,13 @@ from taxi_pipeline.lib.colours import Colour, LogicalType
 from taxi_pipeline.lib.identifiers import validate_dataset, validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
-from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult, WarehouseBusyError
+from taxi_pipeline.lib.warehouses.base import (
+    MergeResult,
+    MonthStats,
+    StageResult,
+    WarehouseBusyError,
+    WarehouseDamagedError,
+)
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
     LOCK_TAKEN,
     holder_of,
@@ -89,6 +95,9 @@ class DuckDBWarehouse:
                     [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
                     if raw.rows is not None and rows != raw.rows:
                         continue
+                    # Kept only if it reads whole: a count is the table's metadata, while damage
+                    # (a truncated or corrupted file) shows only when its blocks are read.
+                    con.execute(sql.read_every_column(self.dataset, name)).fetchall()
                     if name == published:
                         con.execute(sql.drop_table(self.dataset, staged))  # a stale build
                     return StageResult(self.table_name(name), rows, reused=True)
@@ -176,12 +185,13 @@ class DuckDBWarehouse:
         if not self.path.exists():
             return {}
         try:
-            con = duckdb.connect(str(self.path), read_only=True)
+            with self._damage_named():
+                con = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:
             if is_lock_conflict(str(exc)):
                 raise WarehouseBusyError(locked_message(self.path, str(exc))) from exc
             raise
-        with con:
+        with con, self._damage_named():
             months = {}
             for name in self._month_tables(con, colour):
                 [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
@@ -282,6 +292,22 @@ class DuckDBWarehouse:
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection that waits for the file's lock; a damaged file raises WarehouseDamagedError."""
+        with self._damage_named():
+            with self._connection(read_only) as con:
+                yield con
+
+    @contextlib.contextmanager
+    def _damage_named(self) -> Iterator[None]:
+        try:
+            yield
+        except duckdb.Error as exc:
+            if not _is_damage(str(exc)):
+                raise
+            raise WarehouseDamagedError(damage_message(self.path, str(exc))) from exc
+
+    @contextlib.contextmanager
+    def _connection(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = self._connect_waiting_for_lock(read_only)
         try:
@@ -332,6 +358,24 @@ class DuckDBWarehouse:
         params = {"path": raw.uri, "line": line}
         [(value,)] = con.execute(sql.field_at_line(colour, column.name), params).fetchall()
         return InvalidFileError(file_name, f"column {column.name}: {value!r} is not a valid {column.type.value}", line=line)
+
+
+# What DuckDB says when the file's bytes are not what it wrote (DuckDB 2.0.1's messages).
+_DAMAGE = ("not a valid DuckDB database file", "Corrupt database file", "Could not read enough bytes from file",
+           "computed checksum")
+
+
+def _is_damage(message: str) -> bool:
+    return any(text in message for text in _DAMAGE)
+
+
+def damage_message(path: Path, error: str) -> str:
+    return (
+        f"{path}: the warehouse file is damaged ({error.splitlines()[0]}). Nothing was written to it and it "
+        f"stays as it is. Restore it from a copy; or move it aside (mv {path} {path}.damaged), start each "
+        "colour afresh (python -m taxi_pipeline fresh-start green --yes, then yellow) and load the months "
+        "again (a backfill)"
+    )
 
 
 def _fingerprint(source_md5: str, file_name: str, statements: list[str]) -> str:
