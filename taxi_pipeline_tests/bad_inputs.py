@@ -114,6 +114,13 @@ CSV_CASES = [
     Case("reordered_columns", A, "csv", _header(A, lambda h: h.replace(b"PULocationID,DOLocationID", b"DOLocationID,PULocationID")),
          RAW, ("line 1", "different order")),
     Case("not_published", A, "csv", lambda: None, RAW, ("not published at the source (HTTP 404)",)),
+    # What the warehouse's CSV reader would stop at, found while downloading, with the line.
+    Case("line_too_long", A, "csv", _field(A, 5, "store_and_fwd_flag", b"N" * 3_000_000), RAW,
+         ("line 5", "over 2,000,000 bytes long")),
+    Case("mixed_line_endings", A, "csv",
+         lambda: gzip.compress(b"\r\n".join(_text(A).split(b"\r\n")[:5000]) + b"\n"
+                               + b"\r\n".join(_text(A).split(b"\r\n")[5000:]), mtime=0), RAW,
+         ("line 5000", "ends with \\n where the header and the lines before end with \\r\\n")),
     # Field-level errors are found while staging: the file waits aside and the month keeps its object.
     Case("too_few_fields", A, "csv", _line(A, 1234, b"2,2020-04-01 00:44:02,2020-04-01 00:52:23,N"), STAGING,
          (), ("line 1234", "expected 20 fields, found 4")),

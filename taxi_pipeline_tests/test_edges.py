@@ -4,6 +4,7 @@ Real green 2020-04 (35,612 rows) and real TLC green 2025-01 (48,326 rows) are lo
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 from pathlib import Path
@@ -258,3 +259,51 @@ def test_a_damaged_warehouse_is_named_never_reused_and_left_as_it_is(damage, tmp
     assert f"{warehouse}: the warehouse file is damaged (" in message and "Restore it from a copy" in message, message
     assert hashlib.md5(warehouse.read_bytes()).hexdigest() == before  # the damaged bytes untouched
     print(f"\n{damage.__name__}: {message.splitlines()[0][:300]}")
+
+
+def _csv_line(number: int, column: str, value: bytes) -> bytes:
+    text = gzip.decompress((MIRROR / "green" / f"{CSV}.gz").read_bytes())
+    lines = text.split(b"\r\n")
+    fields = lines[number - 1].split(b",")
+    fields[GREEN.header.index(column)] = value
+    lines[number - 1] = b",".join(fields)
+    return gzip.compress(b"\r\n".join(lines), mtime=0)
+
+
+def _damaged_page() -> bytes:
+    data = bytearray((TLC / PARQUET).read_bytes())
+    start = pq.ParquetFile(TLC / PARQUET).metadata.row_group(0).column(3).data_page_offset
+    for i in range(start, start + 12):
+        data[i] ^= 0x5A
+    return bytes(data)
+
+
+# Refused while staging (DuckDB reads the file whole only there), each with what is wrong first.
+STAGING_REFUSALS = {
+    "quoted line break": (APRIL, f"green/{CSV}.gz", lambda: _csv_line(900, "store_and_fwd_flag", b'"N\r\nY"'),
+                          f"{CSV}: the warehouse read 35,612 rows but the file has 35,613 lines of data: line 900 "
+                          "holds a quoted field"),
+    "invalid utf-8": (APRIL, f"green/{CSV}.gz", lambda: _csv_line(777, "store_and_fwd_flag", b"N\xff"),
+                      f"{CSV}, line 777: the bytes are not valid UTF-8 in column store_and_fwd_flag"),
+    "damaged parquet page": (JANUARY, f"tlc/{PARQUET}", _damaged_page,
+                             f"{PARQUET}: a data page cannot be read (\"don't know what type"),
+}
+
+
+@pytest.mark.parametrize("case", list(STAGING_REFUSALS))
+def test_a_file_refused_while_staging_says_what_is_wrong_first_and_is_kept_aside(case, tmp_path):
+    partition, served_key, body, expected = STAGING_REFUSALS[case]
+    root, home = _served(tmp_path), tmp_path / "home"
+    file_name = served_key.split("/")[-1]
+    month_key = f"green/{file_name}"
+    with serve_folder(root) as server:
+        resources = make_resources(home, server.url, f"{server.url}/tlc")
+        assert load_month(GREEN, partition, resources).success
+        loaded = _month_rows(home, file_name.removesuffix(".gz"))
+        (root / served_key).write_bytes(body())
+        result = load_month(GREEN, partition, resources, raise_on_error=False)
+    step, message = failure(result)
+    assert step == "green_staging" and expected in message.splitlines()[0], message
+    assert _month_rows(home, file_name.removesuffix(".gz")) == loaded
+    store = LocalObjectStore(home / "bucket")
+    assert store.stat(f"green/rejected/{file_name}") is not None and store.stat(month_key) is not None

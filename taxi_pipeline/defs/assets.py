@@ -77,8 +77,11 @@ def stage_object(warehouse: Warehouse, colour: Colour, month, file: SourceFile, 
     result = warehouse.stage(colour, month, raw_file_of(stored, file))
     source_rows = int(stored.metadata["rows"])
     if result.rows != source_rows:
+        quoted = stored.metadata.get("first_quote_line")
+        why = (f": line {quoted} holds a quoted field, and a line break inside quotes makes two lines one row "
+               "(the release's files quote nothing)") if quoted else ""
         raise InvalidFileError(
-            file.file_name, f"the warehouse read {result.rows:,} rows but the file has {source_rows:,}",
+            file.file_name, f"the warehouse read {result.rows:,} rows but the file has {source_rows:,} lines of data{why}",
         )
     return result
 

@@ -18,7 +18,10 @@ _BOM = "\ufeff"
 _HTML_MARKERS = (b"<!doctype html", b"<html", b"<?xml", b"<head")
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_INFLATED = 256 * 1024
-_LF, _CR = ord("\n"), ord("\r")
+_LF, _CR, _QUOTE = ord("\n"), ord("\r"), b'"'
+# DuckDB's read_csv refuses a longer line (max_line_size, 2,000,000 bytes by default); a real
+# month's lines are under 200 bytes.
+MAX_LINE_BYTES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class CsvGzipValidator:
         self._tail = b""  # last 2 bytes seen, to find blank lines across chunk boundaries
         self._open_line_has_data = False  # the text after the last newline is not blank
         self._uncompressed = 0
+        self._crlf = True  # the header's line ending, which every line must keep
+        self._open_line_bytes = 0  # bytes of the line not yet ended
+        self.first_quote_line: int | None = None  # the first line holding a '"' (none in real files)
 
     def feed(self, chunk: bytes) -> None:
         if not self._magic_checked:
@@ -128,8 +134,10 @@ class CsvGzipValidator:
                     raise InvalidFileError(self._file_name, "no header line in the first 64 KiB", line=1)
                 return
             self._check_header(self._head[: self._head.index(b"\n")])
+            self._crlf = self._head[: self._head.index(b"\n")].endswith(b"\r")
             self._header_done = True
             data, self._head = self._head, b""
+        self._check_lines(data)
         newlines, blank_lines = _count_lines(self._tail, data)
         self._newlines += newlines
         self._blank_lines += blank_lines
@@ -137,6 +145,43 @@ class CsvGzipValidator:
         last_newline = data.rfind(b"\n")
         open_line = data[last_newline + 1 :].strip(b"\r")
         self._open_line_has_data = bool(open_line) or (last_newline == -1 and self._open_line_has_data)
+
+    def _check_lines(self, data: bytes) -> None:
+        """What DuckDB's reader would stop at, found here with the line's number: a line longer
+        than it reads, a line ending other than the header's. A quote is noted, not refused: a
+        quoted field may hold a line break, which makes the warehouse count fewer rows."""
+        import numpy as np
+
+        text = np.frombuffer((self._tail[-1:] or b"\0") + data, dtype=np.uint8)
+        ends = np.flatnonzero(text[1:] == _LF)  # index of each newline in `data`
+        starts = np.concatenate(([-1], ends[:-1])) if len(ends) else ends
+        if len(ends):
+            lengths = ends - starts - 1
+            lengths[0] += self._open_line_bytes
+            if lengths.max() > MAX_LINE_BYTES:
+                at = int(np.argmax(lengths > MAX_LINE_BYTES))
+                raise InvalidFileError(self._file_name, (
+                    f"the line is {int(lengths[at]):,} bytes long; the warehouse reads lines of up to "
+                    f"{MAX_LINE_BYTES:,} bytes (a real trip is under 200): the file is damaged"), line=self._newlines + at + 1)
+            after_cr = text[ends] == _CR  # the byte before each newline (text is shifted by one)
+            # A blank line may end either way: the warehouse skips it.
+            wrong = np.flatnonzero(~after_cr & (lengths > 0) if self._crlf else after_cr & (lengths > 1))
+            if len(wrong):
+                at = int(wrong[0])
+                expected, found = ("\\r\\n", "\\n") if self._crlf else ("\\n", "\\r\\n")
+                raise InvalidFileError(self._file_name, (
+                    f"the line ends with {found} where the header and the lines before end with {expected}: "
+                    "one file must keep one line ending (the file was edited or joined from pieces)"),
+                    line=self._newlines + at + 1)
+            self._open_line_bytes = len(data) - int(ends[-1]) - 1
+        else:
+            self._open_line_bytes += len(data)
+        if self._open_line_bytes > MAX_LINE_BYTES:
+            raise InvalidFileError(self._file_name, (
+                f"the line is over {MAX_LINE_BYTES:,} bytes long, the longest the warehouse reads (a real trip "
+                "is under 200): the file is damaged"), line=self._newlines + len(ends) + 1)
+        if self.first_quote_line is None and (quote := data.find(_QUOTE)) >= 0:
+            self.first_quote_line = self._newlines + int(np.count_nonzero(ends < quote)) + 1
 
     def _check_header(self, line: bytes) -> None:
         text = line.decode("utf-8", errors="replace").rstrip("\r\n").removeprefix(_BOM)

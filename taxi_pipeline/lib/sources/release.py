@@ -45,4 +45,7 @@ class _CsvValidator:
 
     def finish(self, path: Path) -> Validated:
         stats = self._inner.finish()
-        return Validated(stats.data_rows, {"uncompressed_bytes": str(stats.uncompressed_bytes)})
+        details = {"uncompressed_bytes": str(stats.uncompressed_bytes)}
+        if self._inner.first_quote_line is not None:  # to explain a row count the warehouse disagrees with
+            details["first_quote_line"] = str(self._inner.first_quote_line)
+        return Validated(stats.data_rows, details)

@@ -112,7 +112,16 @@ class DuckDBWarehouse:
                     raise InvalidFileError(raw.file_name, str(exc).splitlines()[0]) from exc
                 if sql.NOT_AN_INTEGER in str(exc):  # error() of a csv_value: say on which line
                     raise self._locate_bad_value(con, colour, raw) from exc
-                raise _csv_error(raw.file_name, exc) from exc
+                raise _csv_error(raw.file_name, exc, colour.header) from exc
+            except duckdb.Error as exc:
+                # A damaged data page of a Parquet file whose footer is intact (DuckDB 2.0.1 says
+                # "don't know what type"); the warehouse's own faults are not the file's.
+                if raw.format != "parquet" or _is_damage(str(exc)) or isinstance(
+                        exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
+                    raise
+                raise InvalidFileError(raw.file_name, (
+                    f"a data page cannot be read ({str(exc).splitlines()[0]!r}): the file is damaged; "
+                    "its footer and schema were intact, so the download looked whole")) from exc
             with self._aggregating(con):
                 con.execute(number)
             if fingerprint is not None:
@@ -384,15 +393,30 @@ def _fingerprint(source_md5: str, file_name: str, statements: list[str]) -> str:
     return hashlib.md5("\x1f".join(parts).encode()).hexdigest()
 
 
-def _csv_error(file_name: str, exc: duckdb.Error) -> InvalidFileError:
+def _csv_error(file_name: str, exc: duckdb.Error, header: tuple[str, ...] = ()) -> InvalidFileError:
     text = str(exc)
     line = _CSV_ERROR_LINE.search(text)
     counts = _FIELD_COUNT.search(text)
     if counts:
         problem = f"expected {counts[1]} fields, found {counts[2]}"
+    elif "Invalid unicode" in text:
+        problem = "the bytes are not valid UTF-8" + _unicode_column(text, header) + " (the release's files are UTF-8)"
+    elif "state machine reached an invalid state" in text:
+        problem = ("the warehouse's CSV reader cannot parse the file (a quote left open, or line endings that "
+                   "change within it); the release's files are plain RFC 4180 CSV")
     else:
         problem = text.splitlines()[0]
     return InvalidFileError(file_name, problem, line=int(line[1]) if line else None)
+
+
+def _unicode_column(text: str, header: tuple[str, ...]) -> str:
+    """The column whose field DuckDB printed with a replacement for its bad bytes, if it says."""
+    lines = text.splitlines()
+    if "Original Line: " not in lines or lines.index("Original Line: ") + 1 >= len(lines):
+        return ""
+    fields = lines[lines.index("Original Line: ") + 1].split(",")
+    bad = [i for i, f in enumerate(fields) if "?" in f or "\ufffd" in f]
+    return f" in column {header[bad[0]]}" if bad and len(fields) == len(header) else ""
 
 
 def _checked_size(value: str) -> str:
