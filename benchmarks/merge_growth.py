@@ -21,9 +21,10 @@ warehouse = DuckDBWarehouse(database, "zoomcamp", memory_limit=memory_limit)
 
 def timed_merge(month: dt.date) -> tuple[float, object]:
     name = f"yellow_tripdata_{month:%Y-%m}.csv"
-    warehouse.stage(YELLOW, month, RawFile(path, name, "csv"))
+    raw = RawFile(path, name, "csv")
+    warehouse.stage(YELLOW, month, raw)
     started = time.monotonic()
-    result = warehouse.merge(YELLOW, month, name, (name,))
+    result = warehouse.merge(YELLOW, month, raw)
     return round(time.monotonic() - started, 2), result
 
 

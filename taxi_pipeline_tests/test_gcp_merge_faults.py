@@ -144,15 +144,16 @@ def test_two_merges_of_a_colour_at_once_on_a_fresh_dataset_both_load_their_month
     # The bucket is the test's (its user agent keeps the create out of the request rules' check).
     own = storage.Client(project=PROJECT, client_info=ClientInfo(user_agent=TEST_AGENT))
     bucket = own.create_bucket(names["bucket"])
+    raws = {month: RawFile(f"gs://{names['bucket']}/green/{name}.gz", name, "csv") for month, name in months.items()}
     for month, name in months.items():
         key = f"green/{name}.gz"
         bucket.blob(key).upload_from_filename(str(MIRROR / key))
-        warehouse.stage(GREEN, month, RawFile(f"gs://{names['bucket']}/{key}", name, "csv"))
+        warehouse.stage(GREEN, month, raws[month])
     together = threading.Barrier(len(months))
 
     def merge(month: dt.date):
         together.wait()
-        return warehouse.merge(GREEN, month, months[month], (months[month],))
+        return warehouse.merge(GREEN, month, raws[month])
 
     with ThreadPoolExecutor(len(months)) as pool:
         results = list(pool.map(merge, months))

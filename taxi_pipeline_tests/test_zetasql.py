@@ -13,6 +13,7 @@ session.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import decimal
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,9 @@ def test_zetasql_runs_the_statements_the_pipeline_sends_and_stages_duckdbs_ids_a
     assert result.success
     dataset = f"{PROJECT}.{names['dataset']}"
     month = dt.date.fromisoformat(key)
-    raw = era.raw(path, f"{dataset}.{era.colour.staging_table(month)}__raw")
+    # The staging table is named after the file's MD5 (`bigquery.warehouse.staged_table`).
+    staging = f"{dataset}.{era.colour.staging_table(month)}__{hashlib.md5(path.read_bytes()).hexdigest()[:16]}"
+    raw = era.raw(path, f"{staging}__raw")
     replay = Replay(zetasql, era.colour, dataset, raw)
     jobs = recorded_jobs(bq_proxy.since(start))
     for job in jobs:
@@ -127,7 +130,7 @@ def test_zetasql_runs_the_statements_the_pipeline_sends_and_stages_duckdbs_ids_a
         except ServerError as exc:
             pytest.fail(f"ZetaSQL refuses a statement the pipeline sent: {exc}\n{job.statement}", pytrace=False)
 
-    staged = replay.tables[f"{dataset}.{era.colour.staging_table(month)}"]
+    staged = replay.tables[staging]
     cloud = _by_id([[row[0].hex(), *row[1:-1]] for row in staged.rows])
     assert cloud == local
     assert {row[-1] for row in staged.rows} == {month}

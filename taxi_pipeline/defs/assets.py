@@ -5,6 +5,7 @@ the source validates the bytes, and the warehouse reads the object as the format
 """
 
 import time
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -94,8 +95,11 @@ def loaded_month_object(store: ObjectStore, source: SourceResource, colour: Colo
     return max((o for o in found if o is not None), key=lambda o: o.metadata.get("publication_at", ""), default=None)
 
 
-def merge_month(warehouse: Warehouse, source: SourceResource, colour: Colour, month, file: SourceFile) -> MergeResult:
-    return warehouse.merge(colour, month, file.file_name, source.choice().all_file_names(colour, month))
+def merge_object(warehouse: Warehouse, colour: Colour, month, file: SourceFile, stored: StoredObject,
+                 then: Callable[[], None] | None = None) -> MergeResult:
+    """Merges the month from the table staged from `stored` (safe to re-run: one transaction
+    keyed on unique_row_id); `then` moves the file into the month's place once it has committed."""
+    return warehouse.merge(colour, month, raw_file_of(stored, file), then)
 
 
 def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg.AssetsDefinition]:
@@ -193,7 +197,8 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         def stage(stored: StoredObject) -> StageResult:
             return stage_object(warehouse, colour, month, file, stored)
 
-        yield from publication.finish_interrupted(stage, lambda: merge_month(warehouse, source, colour, month, file))
+        yield from publication.finish_interrupted(stage, lambda stored, then: merge_object(
+            warehouse, colour, month, file, stored, then))
         stored, _ = stored_raw_file(target.store(), file, context.run.run_id)
         pending = stored if stored.key != file.object_key else None
         try:
@@ -243,15 +248,17 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
         def stage(stored: StoredObject) -> StageResult:
             return stage_object(warehouse, colour, month, file, stored)
 
-        def merge() -> MergeResult:
-            # Safe to re-run: the merge is one transaction keyed on unique_row_id.
-            return merge_month(warehouse, source, colour, month, file)
+        def merge(stored: StoredObject, then: Callable[[], None] | None) -> MergeResult:
+            return merge_object(warehouse, colour, month, file, stored, then)
 
         yield from publication.finish_interrupted(stage, merge)
-        pending = publication.to_merge(stage)
-        result = merge()
+        pending = publication.to_merge()
+        promoted: list[dg.AssetMaterialization] = []
         if pending is not None:
-            yield publication.promote(pending)
+            result = merge(pending, lambda: promoted.append(publication.promote(pending)))
+        else:  # a merge run on its own: the month's object is what is staged
+            result = merge(stored_raw_file(target.store(), file)[0], None)
+        yield from promoted
         context.log.info(
             f"{result.table} {month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
             f"{result.month_rows:,} for the month, {result.table_rows:,} in all"

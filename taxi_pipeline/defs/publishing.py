@@ -24,7 +24,8 @@ from taxi_pipeline.lib.warehouses.base import MergeResult, StageResult
 
 
 Stage = Callable[[StoredObject], StageResult]
-Merge = Callable[[], MergeResult]
+# Merges the month from the table staged from the object; the callable runs once it has committed.
+Merge = Callable[[StoredObject, Callable[[], None] | None], MergeResult]
 
 
 def run_finished(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -85,8 +86,7 @@ class Publication:
                 "publishing it now, before this run's file"
             )
             stage(stored)
-            merge()
-            self.objects.promote(stored, self.run_id)
+            merge(stored, lambda stored=stored: self.objects.promote(stored, self.run_id))
             events.append(self.record(finished_for_run=self.objects.run_of(stored)))
             self._supersede_others(None)
         return events
@@ -106,9 +106,10 @@ class Publication:
             elif self.objects.state(other) == STAGED:
                 self.objects.mark(other, SUPERSEDED)
 
-    def to_merge(self, stage: Stage) -> StoredObject | None:
-        """The pending file the warehouse's staged month was built from: this run's, or one a
-        finished run staged (a merge run on its own); re-staged if another run staged since."""
+    def to_merge(self) -> StoredObject | None:
+        """The pending file this run merges: its own, or one a finished run staged (a merge run on
+        its own). The merge builds the month from this very file (`Warehouse.merge`), whatever
+        another run staged since."""
         stored = self.own()
         if stored is None:
             staged = [o for o in self.objects.pendings() if self.objects.state(o) == STAGED
@@ -116,18 +117,12 @@ class Publication:
             stored = staged[-1] if staged else None
         if stored is None:
             return None
-        state = self.objects.state(stored)
-        if state == DOWNLOADED:
+        if self.objects.state(stored) == DOWNLOADED:
             raise RuntimeError(
                 f"{stored.uri} was downloaded by this run but never staged: materialize the staging asset first"
             )
-        if state == SUPERSEDED:
-            self.context.log.info(f"{stored.uri}: another run staged its file since; staging this one again")
-            stage(stored)
-            self.staged(stored)
-            stored = self.objects.store.stat(stored.key)
         self.objects.mark(stored, MERGING)
-        return stored
+        return self.objects.store.stat(stored.key)
 
     def promote(self, stored: StoredObject) -> dg.AssetMaterialization:
         self.objects.promote(stored, self.run_id)

@@ -61,7 +61,7 @@ class Smoke:
                 if fmt == "csv":
                     result.staged_bytes = client.get_table(staged.table).num_bytes or 0
                     self._dry_run_live_merge(client, live_month or month, result)
-                merged = self.warehouse.merge(self.colour, month, file_name, (file_name,))
+                merged = self.warehouse.merge(self.colour, month, raw)
                 result.loaded.append(self._verify(client, bundled, file_name, fmt, month, staged, merged, result))
         finally:
             self._clean(client)

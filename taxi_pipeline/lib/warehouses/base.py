@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,13 +53,12 @@ class Warehouse(Protocol):
         with the same statements (a re-run of an unchanged month) instead of building it again.
         """
 
-    def merge(
-        self, colour: Colour, month: dt.date, file_name: str, month_file_names: tuple[str, ...],
-    ) -> MergeResult:
-        """Makes the main table's rows of the month equal the staging table's, atomically.
-
-        `file_name` is the staged file's; rows of the month's other file names (another source's
-        file of the same month) are replaced too.
+    def merge(self, colour: Colour, month: dt.date, raw: RawFile, then: Callable[[], None] | None = None) -> MergeResult:
+        """Makes the main table's rows of the month exactly the rows of `raw`, atomically, from the
+        table staged from `raw` (staged again if another file's table stands in its place), so a
+        month is never merged from a file other than the one the caller then moves into the
+        month's place: `then`, run once the merge has committed (DuckDB: still holding the file's
+        one writer lock). Rows of the month's file at another source are replaced too.
         """
 
     def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:

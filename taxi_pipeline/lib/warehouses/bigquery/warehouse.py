@@ -51,7 +51,8 @@ class BigQueryWarehouse:
 
     def stage(self, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
         # Always rebuilt: BigQuery does the work, so a rebuild costs this process nothing.
-        staging, loaded = colour.staging_table(month), f"{colour.staging_table(month)}__raw"
+        staging = staged_table(colour, month, raw)
+        loaded = f"{staging}__raw"
         with self._client() as client:
             jobs = Jobs(client, self.location)
             dataset = ensure_dataset(client, self.project, self.dataset, self.location)
@@ -68,27 +69,36 @@ class BigQueryWarehouse:
             rows = client.get_table(self.table_name(staging)).num_rows or 0  # metadata, not a COUNT(*)
         return StageResult(self.table_name(staging), rows, metadata=jobs.costs.as_metadata())
 
-    def merge(
-        self, colour: Colour, month: dt.date, file_name: str, month_file_names: tuple[str, ...],
-    ) -> MergeResult:
+    def merge(self, colour: Colour, month: dt.date, raw: RawFile, then: Callable[[], None] | None = None) -> MergeResult:
+        """One MERGE makes the month's rows those of the table staged from `raw`. That table is
+        named after the file's MD5 (`staged_table`), so a concurrent run staging another file of
+        the month never replaces it: the month is tied to `raw` by construction. If it is gone (a
+        run of the same bytes merged it first, or a killed run's file is finished here), `raw` is
+        staged again. `then` (moving the file into the month's place) follows the MERGE."""
         # The partition column says which month a row is of, whichever source's file it came from.
         params = month_params(month)
+        staging = staged_table(colour, month, raw)
+        costs = {}
         with self._client() as client:
+            try:
+                staged = client.get_table(self.table_name(staging)).num_rows or 0
+            except google_errors.NotFound:
+                staged = self.stage(colour, month, raw).rows
             jobs = Jobs(client, self.location)
             self._ensure_main_table(client, jobs, colour)
-            staged = client.get_table(self.table_name(colour.staging_table(month))).num_rows or 0
             before = self._partition_rows(jobs, colour).get(month, 0)
             job = jobs.query_with_retries(
-                sql.merge_month(self.project, self.dataset, colour, colour.staging_table(month)), params,
-                self.merge_attempts)
+                sql.merge_month(self.project, self.dataset, colour, staging), params, self.merge_attempts)
             # The month now lives in the main table: one copy at rest, not two. A re-run stages
             # it again from the bucket object (BigQuery's work, not this process's).
-            client.delete_table(self.table_name(colour.staging_table(month)), not_found_ok=True)
+            client.delete_table(self.table_name(staging), not_found_ok=True)
             table_rows = client.get_table(self.table_name(colour.main_table)).num_rows or 0
+            costs = jobs.costs.as_metadata()
+        if then is not None:
+            then()
         # After the merge the month's rows are the staged ones (their ids are distinct by construction).
         inserted, deleted = dml_counts(job, before, staged)
-        return MergeResult(self.table_name(colour.main_table), inserted, deleted, staged, table_rows,
-                           metadata=jobs.costs.as_metadata())
+        return MergeResult(self.table_name(colour.main_table), inserted, deleted, staged, table_rows, metadata=costs)
 
     def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
         with self._client() as client:
@@ -182,6 +192,13 @@ class BigQueryWarehouse:
             return InvalidFileError(file_name, "a value could not be converted to its column's type")
         column, expected, value = rows[0]
         return InvalidFileError(file_name, f"column {column}: {value!r} is not a valid {expected}")
+
+
+def staged_table(colour: Colour, month: dt.date, raw: RawFile) -> str:
+    """The month's staging table for the file `raw`: named after its bytes (MD5), so that a run
+    merges the table built from its own file whatever other runs of the month stage meanwhile."""
+    suffix = f"__{raw.md5[:16]}" if raw.md5 else ""
+    return f"{colour.staging_table(month)}{suffix}"
 
 
 def _complete(report: ShapeReport | None) -> bool:

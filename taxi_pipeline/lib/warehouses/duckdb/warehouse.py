@@ -74,102 +74,125 @@ class DuckDBWarehouse:
     def stage(self, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
         """Builds the month into `<month table>__next`, unless the month is published or staged
         already from the same bytes by the same code (a re-run: nothing to build)."""
-        published = colour.staging_table(month)
-        staged, building = f"{published}__next", f"{published}__building"
-        params = {"path": raw.uri, "filename": raw.file_name}
+        with self.connect() as con:
+            self._ensure_layout(con, colour)  # a table of another shape: touch nothing
+            return self._stage_in(con, colour, month, raw)
+
+    def _statements(self, colour: Colour, raw: RawFile, building: str) -> tuple[str, str, str | None]:
+        """The staging statements for `raw`, and the fingerprint they give a table built from it."""
         if raw.format == "parquet":
             create = sql.create_staging_from_parquet(self.dataset, colour, building, raw.layout)
         else:
             create = sql.create_staging_table(self.dataset, colour, building)
         number = sql.number_identical_rows(self.dataset, building)
-        fingerprint = _fingerprint(raw.md5, raw.file_name, [create, number]) if raw.md5 else None
-        with self.connect() as con:
-            self._ensure_layout(con, colour)  # a table of another shape: touch nothing
-            if fingerprint is not None:
-                for name in (published, staged):
-                    if self._comment(con, name) != fingerprint:
-                        continue
-                    # Built from these very bytes by these very statements: rebuilding would give
-                    # the same table (unless rows were deleted from it by hand since). Saves the
-                    # parse and hash of a re-run (12 s of a yellow month).
-                    [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
-                    if raw.rows is not None and rows != raw.rows:
-                        continue
-                    # Kept only if it reads whole: a count is the table's metadata, while damage
-                    # (a truncated or corrupted file) shows only when its blocks are read.
-                    con.execute(sql.read_every_column(self.dataset, name)).fetchall()
-                    if name == published:
-                        con.execute(sql.drop_table(self.dataset, staged))  # a stale build
-                    return StageResult(self.table_name(name), rows, reused=True)
-            try:
-                con.execute(create, params)
-            except duckdb.ConversionException as exc:
-                if raw.format == "parquet":
-                    raise InvalidFileError(raw.file_name, f"a value does not fit its column: {exc}") from exc
+        return create, number, _fingerprint(raw.md5, raw.file_name, [create, number]) if raw.md5 else None
+
+    def _stage_in(self, con: duckdb.DuckDBPyConnection, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
+        published = colour.staging_table(month)
+        staged, building = f"{published}__next", f"{published}__building"
+        params = {"path": raw.uri, "filename": raw.file_name}
+        create, number, fingerprint = self._statements(colour, raw, building)
+        if fingerprint is not None:
+            for name in (published, staged):
+                if self._comment(con, name) != fingerprint:
+                    continue
+                # Built from these very bytes by these very statements: rebuilding would give
+                # the same table (unless rows were deleted from it by hand since). Saves the
+                # parse and hash of a re-run (12 s of a yellow month).
+                [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
+                if raw.rows is not None and rows != raw.rows:
+                    continue
+                # Kept only if it reads whole: a count is the table's metadata, while damage
+                # (a truncated or corrupted file) shows only when its blocks are read.
+                con.execute(sql.read_every_column(self.dataset, name)).fetchall()
+                if name == published:
+                    con.execute(sql.drop_table(self.dataset, staged))  # a stale build
+                return StageResult(self.table_name(name), rows, reused=True)
+        try:
+            con.execute(create, params)
+        except duckdb.ConversionException as exc:
+            if raw.format == "parquet":
+                raise InvalidFileError(raw.file_name, f"a value does not fit its column: {exc}") from exc
+            raise self._locate_bad_value(con, colour, raw) from exc
+        except duckdb.InvalidInputException as exc:
+            if raw.format == "parquet":  # error() of a typed_value, or a corrupt page
+                raise InvalidFileError(raw.file_name, str(exc).splitlines()[0]) from exc
+            if sql.NOT_AN_INTEGER in str(exc):  # error() of a csv_value: say on which line
                 raise self._locate_bad_value(con, colour, raw) from exc
-            except duckdb.InvalidInputException as exc:
-                if raw.format == "parquet":  # error() of a typed_value, or a corrupt page
-                    raise InvalidFileError(raw.file_name, str(exc).splitlines()[0]) from exc
-                if sql.NOT_AN_INTEGER in str(exc):  # error() of a csv_value: say on which line
-                    raise self._locate_bad_value(con, colour, raw) from exc
-                raise _csv_error(raw.file_name, exc, colour.header) from exc
-            except duckdb.Error as exc:
-                # A damaged data page of a Parquet file whose footer is intact (DuckDB 2.0.1 says
-                # "don't know what type"); the warehouse's own faults are not the file's.
-                if raw.format != "parquet" or _is_damage(str(exc)) or isinstance(
-                        exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
-                    raise
-                raise InvalidFileError(raw.file_name, (
-                    f"a data page cannot be read ({str(exc).splitlines()[0]!r}): the file is damaged; "
-                    "its footer and schema were intact, so the download looked whole")) from exc
-            with self._aggregating(con):
-                con.execute(number)
-            if fingerprint is not None:
-                con.execute(sql.comment_on_table(self.dataset, building, fingerprint))
-            # Renamed when complete, so the merge never publishes a half-built month; building it
-            # outside one big transaction avoids a second, slow commit of the whole month.
-            con.execute("BEGIN TRANSACTION")
-            con.execute(sql.drop_table(self.dataset, staged))
-            con.execute(sql.rename_table(self.dataset, building, staged))
-            con.execute("COMMIT")
-            [(rows,)] = con.execute(sql.count_rows(self.dataset, staged)).fetchall()
+            raise _csv_error(raw.file_name, exc, colour.header) from exc
+        except duckdb.Error as exc:
+            # A damaged data page of a Parquet file whose footer is intact (DuckDB 2.0.1 says
+            # "don't know what type"); the warehouse's own faults are not the file's.
+            if raw.format != "parquet" or _is_damage(str(exc)) or isinstance(
+                    exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
+                raise
+            raise InvalidFileError(raw.file_name, (
+                f"a data page cannot be read ({str(exc).splitlines()[0]!r}): the file is damaged; "
+                "its footer and schema were intact, so the download looked whole")) from exc
+        with self._aggregating(con):
+            con.execute(number)
+        if fingerprint is not None:
+            con.execute(sql.comment_on_table(self.dataset, building, fingerprint))
+        # Renamed when complete, so the merge never publishes a half-built month; building it
+        # outside one big transaction avoids a second, slow commit of the whole month.
+        con.execute("BEGIN TRANSACTION")
+        con.execute(sql.drop_table(self.dataset, staged))
+        con.execute(sql.rename_table(self.dataset, building, staged))
+        con.execute("COMMIT")
+        [(rows,)] = con.execute(sql.count_rows(self.dataset, staged)).fetchall()
         return StageResult(self.table_name(staged), rows)
 
-    def merge(
-        self, colour: Colour, month: dt.date, file_name: str, month_file_names: tuple[str, ...],
-    ) -> MergeResult:
-        """Publishes the staged month: its table takes the month table's name, and the main view
-        is rebuilt over the months, in one transaction. Nothing is copied, so the cost does not
-        grow with the table; the month's rows are exactly the staged file's, whichever source's
-        file the month held before. Without a staged month (a re-run of a published one), nothing
-        changes."""
+    def merge(self, colour: Colour, month: dt.date, raw: RawFile, then: Callable[[], None] | None = None) -> MergeResult:
+        """Publishes the month staged from `raw`: its table takes the month table's name, and the
+        main view is rebuilt over the months, in one transaction. Nothing is copied, so the cost
+        does not grow with the table; the month's rows are exactly the file's, whichever source's
+        file the month held before. A re-run of a published month changes nothing.
+
+        The month is tied to `raw` by construction: if the staged table was built from other
+        bytes (a concurrent run of the month staged its own file since), it is built again from
+        `raw` first, all under the file's one writer lock, and `then` (moving the file into the
+        month's place in the bucket) runs before the lock is let go, so no other run's merge
+        comes between the month and its object."""
         published = colour.staging_table(month)
         staged = f"{published}__next"
         with self.connect() as con:
             self._ensure_layout(con, colour)
-            if not self._exists(con, staged):
-                if not self._exists(con, published):
-                    raise RuntimeError(f"{self.table_name(published)} is not staged: materialize the staging asset first")
-                [(rows,)] = con.execute(sql.count_rows(self.dataset, published)).fetchall()
-                return MergeResult(self.table_name(colour.main_table), 0, 0, rows, self._table_rows(con, colour))
-            [(month_rows,)] = con.execute(sql.count_rows(self.dataset, staged)).fetchall()
-            # One transaction: readers see the month before or after, never in between, and a
-            # killed run rolls back to the month as it was.
-            con.execute("BEGIN TRANSACTION")
-            if self._exists(con, published):
-                # What changed, for the run's metadata: ids gone, and ids new (ids are distinct
-                # within a month, so new = staged - (published - vanished)).
-                [(before,)] = con.execute(sql.count_rows(self.dataset, published)).fetchall()
-                [(deleted,)] = con.execute(sql.count_vanished_ids(self.dataset, published, staged)).fetchall()
-                inserted = month_rows - (before - deleted)
-                con.execute(sql.drop_table(self.dataset, published))
-            else:
-                inserted, deleted = month_rows, 0
-            con.execute(sql.rename_table(self.dataset, staged, published))
-            self._publish_view(con, colour)
-            con.execute("COMMIT")
-            table_rows = self._table_rows(con, colour)
-        return MergeResult(self.table_name(colour.main_table), inserted, deleted, month_rows, table_rows)
+            fingerprint = self._statements(colour, raw, f"{published}__building")[2]
+            if fingerprint is not None and self._comment(con, staged) != fingerprint and (
+                    self._exists(con, staged) or self._comment(con, published) != fingerprint):
+                self.log(f"{self.table_name(staged)} does not hold {raw.file_name} (md5 {raw.md5}): another run of "
+                         "the month staged its own file since; staging this run's file again before the merge")
+                self._stage_in(con, colour, month, raw)
+            result = self._publish(con, colour, month)
+            if then is not None:
+                then()
+        return result
+
+    def _publish(self, con: duckdb.DuckDBPyConnection, colour: Colour, month: dt.date) -> MergeResult:
+        published = colour.staging_table(month)
+        staged = f"{published}__next"
+        if not self._exists(con, staged):
+            if not self._exists(con, published):
+                raise RuntimeError(f"{self.table_name(published)} is not staged: materialize the staging asset first")
+            [(rows,)] = con.execute(sql.count_rows(self.dataset, published)).fetchall()
+            return MergeResult(self.table_name(colour.main_table), 0, 0, rows, self._table_rows(con, colour))
+        [(month_rows,)] = con.execute(sql.count_rows(self.dataset, staged)).fetchall()
+        # One transaction: readers see the month before or after, never in between, and a
+        # killed run rolls back to the month as it was.
+        con.execute("BEGIN TRANSACTION")
+        if self._exists(con, published):
+            # What changed, for the run's metadata: ids gone, and ids new (ids are distinct
+            # within a month, so new = staged - (published - vanished)).
+            [(before,)] = con.execute(sql.count_rows(self.dataset, published)).fetchall()
+            [(deleted,)] = con.execute(sql.count_vanished_ids(self.dataset, published, staged)).fetchall()
+            inserted = month_rows - (before - deleted)
+            con.execute(sql.drop_table(self.dataset, published))
+        else:
+            inserted, deleted = month_rows, 0
+        con.execute(sql.rename_table(self.dataset, staged, published))
+        self._publish_view(con, colour)
+        con.execute("COMMIT")
+        return MergeResult(self.table_name(colour.main_table), inserted, deleted, month_rows, self._table_rows(con, colour))
 
     def _comment(self, con: duckdb.DuckDBPyConnection, table: str) -> str | None:
         found = con.execute(sql.table_comment(), {"dataset": self.dataset, "name": table}).fetchall()
