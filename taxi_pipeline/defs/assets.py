@@ -13,6 +13,7 @@ from taxi_pipeline.defs.publishing import Publication
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, partition_month
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import tag_run
+from taxi_pipeline.defs.runs import reap_dead_runs
 from taxi_pipeline.defs.user_errors import user_errors
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.raw_file import RawFile, layout_from_json
@@ -124,6 +125,8 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
 
     def _raw_file(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         month = partition_month(context)
+        for run_id in reap_dead_runs(context.instance):
+            context.log.warning(f"run {run_id}: its process is gone (killed); marked FAILURE, its pool slots freed")
         choice = source.choice()
         chosen = choice.for_month(month)  # fails at once, with the reason, if no source has it
         file = chosen.locate(colour, month)

@@ -81,6 +81,8 @@ class Publication:
         for stored in self.objects.pendings():
             if self.objects.run_of(stored) == self.run_id or self.objects.state(stored) != MERGING:
                 continue
+            if not run_finished(self.context.instance, self.objects.run_of(stored)):
+                continue  # still at it (waiting for the warehouse, say): its own merge moves it
             self.context.log.warning(
                 f"{stored.uri}: run {self.objects.run_of(stored)} began publishing it and did not finish (stopped, or still at it); "
                 "publishing it now, before this run's file"

@@ -63,15 +63,22 @@ def process_gone(recorded: str) -> bool:
 def unfinished_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> list[dg.DagsterRun]:
     """The runs `filters` selects that are in flight, after marking FAILURE those whose process
     was killed (see the module's docstring)."""
-    runs = instance.get_runs(filters=filters)
-    alive = []
-    for run in runs:
-        if run.status not in IN_FLIGHT:
-            continue
-        recorded = run.tags.get(PROCESS_TAG)
-        if run.status == dg.DagsterRunStatus.STARTED and recorded and process_gone(recorded):
-            instance.report_run_failed(run, f"the run's process ({recorded}) is gone: it was killed or its "
-                                            "machine restarted; the month is as its last completed step left it")
-            continue
-        alive.append(run)
-    return alive
+    return [run for run in instance.get_runs(filters=filters) if run.status in IN_FLIGHT and not _reaped(instance, run)]
+
+
+def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Marks FAILURE every started run of this host whose process is gone, and frees the pool slots
+    it held (a killed run's `warehouse` slot would hold every later merge back); returns their ids.
+    Each run does this first, so a run killed without a daemon to notice never blocks the next."""
+    started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+    return [run.run_id for run in started if _reaped(instance, run)]
+
+
+def _reaped(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    recorded = run.tags.get(PROCESS_TAG)
+    if run.status != dg.DagsterRunStatus.STARTED or not recorded or not process_gone(recorded):
+        return False
+    instance.report_run_failed(run, f"the run's process ({recorded}) is gone: it was killed or its machine "
+                                    "restarted; the month is as its last completed step left it")
+    instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    return True

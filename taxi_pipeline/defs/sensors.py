@@ -27,6 +27,7 @@ from taxi_pipeline.defs.launching import (
 )
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
+from taxi_pipeline.defs.runs import reap_dead_runs
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.http import Published, RetrySettings, SourceUnavailableError, probe
 from taxi_pipeline.lib.stores.base import StoredObject
@@ -79,6 +80,9 @@ def build_colour_sensor(
         f"If the source cannot be reached, it skips and looks again after {RETRY_S // 60} minutes.",
     )
     def publication(context: dg.SensorEvaluationContext, source: SourceResource, target: TargetResource):
+        # Every tick, not only on a look at the source: a killed run's pool slot holds merges back.
+        for run_id in reap_dead_runs(context.instance):
+            context.log.warning(f"run {run_id}: its process is gone (killed); marked FAILURE, its pool slots freed")
         now = time.time()
         cursor = json.loads(context.cursor) if context.cursor else {}
         due = float(cursor.get("next_look_at", 0))
