@@ -7,8 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.colours import YELLOW
+from taxi_pipeline.lib.warehouses.duckdb import sql
 
 HEAD = Path(__file__).parents[1] / "taxi_pipeline_tests/data/mirror/yellow/yellow_tripdata_2021-01.csv.gz"
 SHIFT_SPAN_S = 28 * 86_400  # pickups move by up to four weeks, so resampled rows rarely coincide

@@ -14,7 +14,14 @@ from sqlglot import exp
 
 from taxi_pipeline.lib import gcp_roles
 from taxi_pipeline_tests.bigquery_rules import (
-    CLUSTERING, PARTITIONING, TIME_TYPES, Rule, clustering_problems, is_main_table, parse, rest_type,
+    CLUSTERING,
+    PARTITIONING,
+    TIME_TYPES,
+    Rule,
+    clustering_problems,
+    is_main_table,
+    parse,
+    rest_type,
     statement_problems,
 )
 from taxi_pipeline_tests.bq_proxy import Recorded

@@ -16,7 +16,16 @@ import pytest
 
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.stores.local import LocalObjectStore
-from taxi_pipeline_tests.bad_inputs import CASES, RAW, STAGING, Case, failure, forbidden, md5, raw_materializations
+from taxi_pipeline_tests.bad_inputs import (
+    CASES,
+    RAW,
+    STAGING,
+    Case,
+    failure,
+    forbidden,
+    md5,
+    raw_materializations,
+)
 from taxi_pipeline_tests.servers import serve_folder
 from taxi_pipeline_tests.support import MIRROR, TLC, load_month, make_resources, query, table_checksum
 

@@ -6,10 +6,9 @@ backfill through a real webserver and daemon."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import pytest
-
-from fractions import Fraction
 
 from benchmarks.backfill import run as run_backfill
 from benchmarks.bench import run

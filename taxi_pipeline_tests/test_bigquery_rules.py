@@ -12,7 +12,12 @@ from taxi_pipeline.lib import gcp_roles
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline.lib.warehouses.bigquery import sql
 from taxi_pipeline_tests.bigquery_rules import (
-    CLUSTERING, PARTITION_FILTER, PARTITIONING, UNPRUNED_MERGE, WHOLE_TABLE_COUNT, statement_problems,
+    CLUSTERING,
+    PARTITION_FILTER,
+    PARTITIONING,
+    UNPRUNED_MERGE,
+    WHOLE_TABLE_COUNT,
+    statement_problems,
 )
 from taxi_pipeline_tests.bq_proxy import TEST_AGENT, Recorded
 from taxi_pipeline_tests.gcp_calls import _ROUTES, PERMISSIONS, classify

@@ -18,7 +18,15 @@ from taxi_pipeline.lib.shrink import ACCEPT_TAG
 from taxi_pipeline.lib.stores.local import LocalObjectStore
 from taxi_pipeline_tests.bad_inputs import failure
 from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, TLC, load_month, make_resources, query, read_csv_gz, write_csv_gz
+from taxi_pipeline_tests.support import (
+    MIRROR,
+    TLC,
+    load_month,
+    make_resources,
+    query,
+    read_csv_gz,
+    write_csv_gz,
+)
 
 pytestmark = pytest.mark.faults
 

@@ -24,9 +24,16 @@ import pytest
 from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.lib.colours import GREEN, Colour
 from taxi_pipeline.lib.identifiers import validate_bucket_name, validate_object_key
-from taxi_pipeline_tests.servers import serve_folder
 from taxi_pipeline.lib.stores.local import LocalObjectStore
-from taxi_pipeline_tests.support import MIRROR, load_month, make_resources, table_checksum, wait_until_each_logged, warehouse_held
+from taxi_pipeline_tests.servers import serve_folder
+from taxi_pipeline_tests.support import (
+    MIRROR,
+    load_month,
+    make_resources,
+    table_checksum,
+    wait_until_each_logged,
+    warehouse_held,
+)
 
 pytestmark = pytest.mark.faults
 

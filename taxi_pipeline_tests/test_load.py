@@ -10,11 +10,11 @@ import hashlib
 import duckdb
 import pytest
 
-from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
-from taxi_pipeline.lib.warehouses.duckdb import sql as duckdb_sql
 from taxi_pipeline.lib.colours import GREEN, YELLOW, LogicalType
 from taxi_pipeline.lib.raw_file import RawFile
+from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.sources.base import InvalidFileError
+from taxi_pipeline.lib.warehouses.duckdb import sql as duckdb_sql
 from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
 from taxi_pipeline_tests.support import (
     MIRROR,

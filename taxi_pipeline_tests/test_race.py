@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.stores.local import LocalObjectStore
 from taxi_pipeline_tests.servers import serve_folder
 from taxi_pipeline_tests.support import MIRROR, query, read_csv_gz, reference_ids, write_csv_gz

@@ -28,7 +28,14 @@ from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.parquet_eras import independent_parquet_ids, write_era
 from taxi_pipeline_tests.servers import serve_folder
 from taxi_pipeline_tests.support import (
-    MIRROR, TLC, load_month, make_resources, month_ids, query, read_csv_gz, table_checksum,
+    MIRROR,
+    TLC,
+    load_month,
+    make_resources,
+    month_ids,
+    query,
+    read_csv_gz,
+    table_checksum,
 )
 
 ROOT = Path(__file__).parents[1]

@@ -13,8 +13,8 @@ session.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import decimal
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +25,21 @@ from zetasql.core.exceptions import ServerError
 from taxi_pipeline.lib.colours import GREEN, YELLOW, Colour
 from taxi_pipeline.lib.rowid import canonical_text, row_ids, typed_value
 from taxi_pipeline.lib.sources.parquet import type_kind
+from taxi_pipeline_tests.emulators import PROJECT
 from taxi_pipeline_tests.parquet_eras import independent_parquet_ids, write_era
-from taxi_pipeline_tests.support import MIRROR, TLC, load_month, make_resources, query, read_csv_gz, write_csv_gz
+from taxi_pipeline_tests.support import (
+    MIRROR,
+    TLC,
+    load_month,
+    make_resources,
+    query,
+    read_csv_gz,
+    reference_ids,
+    write_csv_gz,
+)
 from taxi_pipeline_tests.test_gcp import gcp_resources, names  # noqa: F401 (the fixture)
 from taxi_pipeline_tests.zetasql_engine import Table, ZetaSQL
 from taxi_pipeline_tests.zetasql_replay import Replay, raw_from_csv, raw_from_parquet, recorded_jobs
-from taxi_pipeline_tests.support import reference_ids
-from taxi_pipeline_tests.emulators import PROJECT
 
 pytestmark = pytest.mark.zetasql
 
@@ -104,7 +112,7 @@ def _by_id(rows) -> dict[str, tuple]:
 
 @pytest.mark.parametrize("era", list(ERAS.values()), ids=list(ERAS))
 def test_zetasql_runs_the_statements_the_pipeline_sends_and_stages_duckdbs_ids_and_values(
-        era, zetasql, gcp_emulators, bq_proxy, tmp_path, names):
+        era, zetasql, gcp_emulators, bq_proxy, tmp_path, names):  # noqa: F811
     path = era.write(tmp_path)
     mirror, tlc = (tmp_path / "mirror").as_uri(), (tmp_path / "tlc").as_uri()
     mode = "release" if era.source == "csv" else "tlc"

@@ -22,7 +22,15 @@ from zetasql.api import Analyzer, CatalogBuilder, TableBuilder
 from zetasql.core import ZetaSqlLocalService
 from zetasql.core.wasm_client import WasmClient, get_tzinfo_dir
 from zetasql.types import (
-    AnalyzerOptions, EvaluateQueryRequest, LanguageOptions, Parameter, TableContent, TableData, Type, TypeKind, Value,
+    AnalyzerOptions,
+    EvaluateQueryRequest,
+    LanguageOptions,
+    Parameter,
+    TableContent,
+    TableData,
+    Type,
+    TypeKind,
+    Value,
     ZetaSQLBuiltinFunctionOptions,
 )
 from zetasql.wasi import get_wasm_path
@@ -40,7 +48,7 @@ _NUMERIC_SCALE = decimal.Decimal(10) ** 9
 class _CachedWasmClient(WasmClient):
     """`WasmClient` as zetasql 0.1.5 builds it, with the compiled module read from `cache`."""
 
-    def __init__(self, cache: Path):  # noqa: super().__init__ compiles; this is its body, cached
+    def __init__(self, cache: Path):  # not calling super().__init__: super().__init__ compiles; this is its body, cached
         wasi = wasmtime.WasiConfig()
         wasi.inherit_stdout()
         wasi.inherit_stderr()

@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from taxi_pipeline.defs.publishing import Publication
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, partition_month
+from taxi_pipeline.defs.publishing import Publication
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import tag_run
 from taxi_pipeline.defs.runs import reap_dead_runs
@@ -23,6 +23,7 @@ from taxi_pipeline.lib.sources.http import download
 from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject
 from taxi_pipeline.lib.stores.publication import DOWNLOADED, STATE, MonthObjects
 from taxi_pipeline.lib.warehouses.base import MergeResult, StageResult, Warehouse
+
 
 def raw_asset_key(colour: Colour) -> dg.AssetKey:
     return dg.AssetKey(f"{colour.name}_raw_file")
@@ -121,63 +122,7 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
     )
     def raw_file(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         with user_errors(context):
-            return _raw_file(context, source, target)
-
-    def _raw_file(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
-        month = partition_month(context)
-        for run_id in reap_dead_runs(context.instance):
-            context.log.warning(f"run {run_id}: its process is gone (killed); marked FAILURE, its pool slots freed")
-        choice = source.choice()
-        chosen = choice.for_month(month)  # fails at once, with the reason, if no source has it
-        file = chosen.locate(colour, month)
-        tag_run(context, colour, file)
-        started = time.monotonic()
-        store = target.store()
-        context.log.info(f"{file.file_name}: from the {file.source} source, {file.url}")
-        # The download goes to the run's pending key once whole and valid; it becomes the month's
-        # object only when the merge has published its month (`defs.publishing`).
-        objects = MonthObjects(store, file.object_key)
-        for leftover in store.remove_leftovers(f"{colour.name}/pending/"):
-            context.log.info(f"{leftover}: removed, a part file of a download that was killed")
-        with store.write(objects.pending_key(context.run.run_id)) as pending:
-            got = download(
-                file.url, pending.path, lambda: chosen.validator(colour, file), source.retry_settings(),
-                context.log.info,
-            )
-            pending.metadata.update({
-                "rows": str(got.data_rows), "md5": got.md5_hex, "source_url": file.url,
-                "source": file.source, "format": file.format, "file_name": file.file_name,
-                **got.published.as_metadata(), **{k: v for k, v in got.details.items() if v},
-                STATE: DOWNLOADED,
-            })
-        stored = objects.pending(context.run.run_id)
-        unknown = got.details.get("unknown_columns", "")
-        if unknown:
-            context.log.warning(
-                f"{file.file_name} has column(s) {colour.name} does not know yet: {unknown}; loaded "
-                f"without them (add them to the colour in lib/colours.py and re-run the month to keep them)"
-            )
-        context.log.info(f"{file.object_key}: {got.data_rows:,} rows, {got.bytes:,} bytes -> {stored.uri}")
-        month_object = objects.published()
-        return dg.MaterializeResult(metadata={
-            "state": f"pending: becomes the month's object when {colour.main_table} publishes it",
-            "month_object_md5": month_object.metadata.get("md5", "") if month_object else "none",
-            "dagster/row_count": got.data_rows,
-            "file": file.file_name,
-            "source": file.source,
-            "format": file.format,
-            "bytes": dg.MetadataValue.int(got.bytes),
-            "uri": dg.MetadataValue.path(stored.uri),
-            "source_url": dg.MetadataValue.url(file.url),
-            "md5": got.md5_hex,
-            # What the source said about the file: the sensor re-loads the month when these change.
-            "etag": got.published.etag or "",
-            "content_length": got.published.content_length if got.published.content_length is not None else -1,
-            "last_modified": got.published.last_modified or "",
-            "unknown_columns": unknown,
-            "download_attempts": got.attempts,
-            "duration_s": round(time.monotonic() - started, 2),
-        })
+            return load_raw_file(colour, context, source, target)
 
     @dg.asset(
         key=staging_asset_key(colour), deps=[raw_file], pool=pools["staging"], **table,
@@ -187,47 +132,7 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
     )
     def staging(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         with user_errors(context):
-            yield from _staging(context, source, target)
-
-    def _staging(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
-        month = partition_month(context)
-        file = source.choice().locate(colour, month)
-        tag_run(context, colour, file)
-        started = time.monotonic()
-        warehouse = target.warehouse(context.log.info)
-        publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
-
-        def stage(stored: StoredObject) -> StageResult:
-            return stage_object(warehouse, colour, month, file, stored)
-
-        yield from publication.finish_interrupted(stage, lambda stored, then: merge_object(
-            warehouse, colour, month, file, stored, then))
-        stored, _ = stored_raw_file(target.store(), file, context.run.run_id)
-        pending = stored if stored.key != file.object_key else None
-        try:
-            if pending is not None and context.run.tags.get(ACCEPT_TAG) != "true":
-                loaded = loaded_month_object(target.store(), source, colour, month)
-                check_shrink(file.file_name, int(stored.metadata["rows"]),
-                             int(loaded.metadata.get("rows", 0)) if loaded else None,
-                             loaded.metadata.get("file_name", loaded.key) if loaded else "", context.partition_key)
-            result = stage(stored)
-        except InvalidFileError as exc:
-            if pending is not None:
-                yield publication.reject(pending, exc)  # yielded, so it is kept although the step fails
-            raise
-        publication.staged(pending)
-        if result.reused:
-            context.log.info(f"{result.table} was built from this very file by this code: kept as it is")
-        yield dg.MaterializeResult(metadata={
-            "dagster/row_count": result.rows,
-            "dagster/table_name": result.table,
-            "dagster/column_schema": table_schema(colour),
-            "file": file.file_name,
-            "staged_uri": dg.MetadataValue.path(stored.uri),
-            "reused": result.reused,
-            "duration_s": round(time.monotonic() - started, 2),
-            **result.metadata,
-        })
+            yield from stage_month(colour, context, source, target)
 
     @dg.asset(
         key=main_asset_key(colour), deps=[staging], pool=pools["merge"], **table,
@@ -237,46 +142,148 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
     )
     def main_table(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         with user_errors(context):
-            yield from _main_table(context, source, target)
-
-    def _main_table(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
-        month = partition_month(context)
-        choice = source.choice()
-        file = choice.locate(colour, month)
-        tag_run(context, colour, file)
-        started = time.monotonic()
-        warehouse = target.warehouse(context.log.info)
-        publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
-
-        def stage(stored: StoredObject) -> StageResult:
-            return stage_object(warehouse, colour, month, file, stored)
-
-        def merge(stored: StoredObject, then: Callable[[], None] | None) -> MergeResult:
-            return merge_object(warehouse, colour, month, file, stored, then)
-
-        yield from publication.finish_interrupted(stage, merge)
-        pending = publication.to_merge()
-        promoted: list[dg.AssetMaterialization] = []
-        if pending is not None:
-            result = merge(pending, lambda: promoted.append(publication.promote(pending)))
-        else:  # a merge run on its own: the month's object is what is staged
-            result = merge(stored_raw_file(target.store(), file)[0], None)
-        yield from promoted
-        context.log.info(
-            f"{result.table} {month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
-            f"{result.month_rows:,} for the month, {result.table_rows:,} in all"
-        )
-        yield dg.MaterializeResult(metadata={
-            "dagster/row_count": result.month_rows,
-            "dagster/table_name": result.table,
-            "dagster/column_schema": table_schema(colour),
-            "file": file.file_name,
-            "source": file.source,
-            "inserted": result.inserted,
-            "deleted": result.deleted,
-            "table_rows": result.table_rows,
-            "duration_s": round(time.monotonic() - started, 2),
-            **result.metadata,
-        })
+            yield from merge_into_main_table(colour, context, source, target)
 
     return [raw_file, staging, main_table]
+
+
+def load_raw_file(colour: Colour, context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
+    """The raw file asset's body: download the month's file, validated, into the run's pending key."""
+    month = partition_month(context)
+    for run_id in reap_dead_runs(context.instance):
+        context.log.warning(f"run {run_id}: its process is gone (killed); marked FAILURE, its pool slots freed")
+    choice = source.choice()
+    chosen = choice.for_month(month)  # fails at once, with the reason, if no source has it
+    file = chosen.locate(colour, month)
+    tag_run(context, colour, file)
+    started = time.monotonic()
+    store = target.store()
+    context.log.info(f"{file.file_name}: from the {file.source} source, {file.url}")
+    # The download goes to the run's pending key once whole and valid; it becomes the month's
+    # object only when the merge has published its month (`defs.publishing`).
+    objects = MonthObjects(store, file.object_key)
+    for leftover in store.remove_leftovers(f"{colour.name}/pending/"):
+        context.log.info(f"{leftover}: removed, a part file of a download that was killed")
+    with store.write(objects.pending_key(context.run.run_id)) as pending:
+        got = download(
+            file.url, pending.path, lambda: chosen.validator(colour, file), source.retry_settings(),
+            context.log.info,
+        )
+        pending.metadata.update({
+            "rows": str(got.data_rows), "md5": got.md5_hex, "source_url": file.url,
+            "source": file.source, "format": file.format, "file_name": file.file_name,
+            **got.published.as_metadata(), **{k: v for k, v in got.details.items() if v},
+            STATE: DOWNLOADED,
+        })
+    stored = objects.pending(context.run.run_id)
+    unknown = got.details.get("unknown_columns", "")
+    if unknown:
+        context.log.warning(
+            f"{file.file_name} has column(s) {colour.name} does not know yet: {unknown}; loaded "
+            f"without them (add them to the colour in lib/colours.py and re-run the month to keep them)"
+        )
+    context.log.info(f"{file.object_key}: {got.data_rows:,} rows, {got.bytes:,} bytes -> {stored.uri}")
+    month_object = objects.published()
+    return dg.MaterializeResult(metadata={
+        "state": f"pending: becomes the month's object when {colour.main_table} publishes it",
+        "month_object_md5": month_object.metadata.get("md5", "") if month_object else "none",
+        "dagster/row_count": got.data_rows,
+        "file": file.file_name,
+        "source": file.source,
+        "format": file.format,
+        "bytes": dg.MetadataValue.int(got.bytes),
+        "uri": dg.MetadataValue.path(stored.uri),
+        "source_url": dg.MetadataValue.url(file.url),
+        "md5": got.md5_hex,
+        # What the source said about the file: the sensor re-loads the month when these change.
+        "etag": got.published.etag or "",
+        "content_length": got.published.content_length if got.published.content_length is not None else -1,
+        "last_modified": got.published.last_modified or "",
+        "unknown_columns": unknown,
+        "download_attempts": got.attempts,
+        "duration_s": round(time.monotonic() - started, 2),
+    })
+
+
+def stage_month(colour: Colour, context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
+    """The staging asset's body: stage the run's file (after any file a killed run left merging)."""
+    month = partition_month(context)
+    file = source.choice().locate(colour, month)
+    tag_run(context, colour, file)
+    started = time.monotonic()
+    warehouse = target.warehouse(context.log.info)
+    publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
+
+    def stage(stored: StoredObject) -> StageResult:
+        return stage_object(warehouse, colour, month, file, stored)
+
+    yield from publication.finish_interrupted(stage, lambda stored, then: merge_object(
+        warehouse, colour, month, file, stored, then))
+    stored, _ = stored_raw_file(target.store(), file, context.run.run_id)
+    pending = stored if stored.key != file.object_key else None
+    try:
+        if pending is not None and context.run.tags.get(ACCEPT_TAG) != "true":
+            loaded = loaded_month_object(target.store(), source, colour, month)
+            check_shrink(file.file_name, int(stored.metadata["rows"]),
+                         int(loaded.metadata.get("rows", 0)) if loaded else None,
+                         loaded.metadata.get("file_name", loaded.key) if loaded else "", context.partition_key)
+        result = stage(stored)
+    except InvalidFileError as exc:
+        if pending is not None:
+            yield publication.reject(pending, exc)  # yielded, so it is kept although the step fails
+        raise
+    publication.staged(pending)
+    if result.reused:
+        context.log.info(f"{result.table} was built from this very file by this code: kept as it is")
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": result.rows,
+        "dagster/table_name": result.table,
+        "dagster/column_schema": table_schema(colour),
+        "file": file.file_name,
+        "staged_uri": dg.MetadataValue.path(stored.uri),
+        "reused": result.reused,
+        "duration_s": round(time.monotonic() - started, 2),
+        **result.metadata,
+    })
+
+
+def merge_into_main_table(colour: Colour, context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
+    """The main table asset's body: merge the month from the run's file, then move it into place."""
+    month = partition_month(context)
+    choice = source.choice()
+    file = choice.locate(colour, month)
+    tag_run(context, colour, file)
+    started = time.monotonic()
+    warehouse = target.warehouse(context.log.info)
+    publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
+
+    def stage(stored: StoredObject) -> StageResult:
+        return stage_object(warehouse, colour, month, file, stored)
+
+    def merge(stored: StoredObject, then: Callable[[], None] | None) -> MergeResult:
+        return merge_object(warehouse, colour, month, file, stored, then)
+
+    yield from publication.finish_interrupted(stage, merge)
+    pending = publication.to_merge()
+    promoted: list[dg.AssetMaterialization] = []
+    if pending is not None:
+        result = merge(pending, lambda: promoted.append(publication.promote(pending)))
+    else:  # a merge run on its own: the month's object is what is staged
+        result = merge(stored_raw_file(target.store(), file)[0], None)
+    yield from promoted
+    context.log.info(
+        f"{result.table} {month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
+        f"{result.month_rows:,} for the month, {result.table_rows:,} in all"
+    )
+    yield dg.MaterializeResult(metadata={
+        "dagster/row_count": result.month_rows,
+        "dagster/table_name": result.table,
+        "dagster/column_schema": table_schema(colour),
+        "file": file.file_name,
+        "source": file.source,
+        "inserted": result.inserted,
+        "deleted": result.deleted,
+        "table_rows": result.table_rows,
+        "duration_s": round(time.monotonic() - started, 2),
+        **result.metadata,
+    })

@@ -15,10 +15,10 @@ from google.cloud import bigquery
 
 from taxi_pipeline.defs.resources import TargetResource
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.warehouses.bigquery.warehouse import BigQueryWarehouse
-from taxi_pipeline.lib.stores.gcs import GcsObjectStore
 from taxi_pipeline.lib.stores.base import ObjectStore
+from taxi_pipeline.lib.stores.gcs import GcsObjectStore
 from taxi_pipeline.lib.warehouses.base import Warehouse
+from taxi_pipeline.lib.warehouses.bigquery.warehouse import BigQueryWarehouse
 
 __all__ = ["GCSResource", "GcpTarget", "TaxiBigQueryResource"]
 

@@ -12,9 +12,9 @@ from taxi_pipeline.defs.assets import main_asset_key, raw_asset_key
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS
 from taxi_pipeline.defs.resources import TargetResource
 from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
-from taxi_pipeline.lib.warehouses.base import WarehouseBusyError
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.http import Published
+from taxi_pipeline.lib.warehouses.base import WarehouseBusyError
 
 
 def recent_months(before: dt.datetime, count: int) -> list[tuple[str, dt.date]]:

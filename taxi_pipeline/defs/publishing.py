@@ -19,9 +19,8 @@ import dagster as dg
 
 from taxi_pipeline.defs.runs import unfinished_runs
 from taxi_pipeline.lib.stores.base import StoredObject
-from taxi_pipeline.lib.stores.publication import MERGING, STAGED, SUPERSEDED, DOWNLOADED, MonthObjects
+from taxi_pipeline.lib.stores.publication import DOWNLOADED, MERGING, STAGED, SUPERSEDED, MonthObjects
 from taxi_pipeline.lib.warehouses.base import MergeResult, StageResult
-
 
 Stage = Callable[[StoredObject], StageResult]
 # Merges the month from the table staged from the object; the callable runs once it has committed.

@@ -25,7 +25,6 @@ from taxi_pipeline.lib.stores.local import LocalObjectStore
 from taxi_pipeline.lib.warehouses.base import Warehouse
 from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
 
-
 WAREHOUSE_POOL = "warehouse"
 
 

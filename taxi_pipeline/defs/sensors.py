@@ -23,7 +23,12 @@ import time
 import dagster as dg
 
 from taxi_pipeline.defs.launching import (
-    changes, loaded_partitions, recent_months, recorded_tokens, unfinished_run, waiting_for,
+    changes,
+    loaded_partitions,
+    recent_months,
+    recorded_tokens,
+    unfinished_run,
+    waiting_for,
 )
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags

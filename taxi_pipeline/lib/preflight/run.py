@@ -12,12 +12,12 @@ from google.api_core import exceptions as google_errors
 from google.cloud import bigquery, storage
 
 from taxi_pipeline.lib import gcp_roles
+from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.preflight import verdicts
 from taxi_pipeline.lib.preflight.smoke import Smoke
 from taxi_pipeline.lib.preflight.verdicts import FAIL, INFO, OK, Check
 from taxi_pipeline.lib.warehouses.bigquery.dataset import ensure_dataset
 from taxi_pipeline.lib.warehouses.bigquery.warehouse import BigQueryWarehouse, ClientFactory
-from taxi_pipeline.lib.colours import GREEN
 
 
 def identity() -> Check:

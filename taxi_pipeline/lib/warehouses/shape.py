@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
 from taxi_pipeline.lib.colours import Colour, Column, LogicalType
 
 ADOPT_COMMAND = "python -m taxi_pipeline adopt {colour}"

@@ -22,8 +22,7 @@ from taxi_pipeline.lib.identifiers import validate_dataset
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.base import MergeResult, MonthStats, StageResult
-from taxi_pipeline.lib.warehouses.bigquery import admin
-from taxi_pipeline.lib.warehouses.bigquery import sql
+from taxi_pipeline.lib.warehouses.bigquery import admin, sql
 from taxi_pipeline.lib.warehouses.bigquery.dataset import DatasetError, ensure_dataset
 from taxi_pipeline.lib.warehouses.bigquery.jobs import Jobs, dml_counts, month_params
 from taxi_pipeline.lib.warehouses.shape import ShapeReport, require_ours

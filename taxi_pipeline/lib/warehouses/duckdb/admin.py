@@ -17,8 +17,8 @@ from pathlib import Path
 import duckdb
 
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.warehouses.duckdb.sql import HEX_ID_TYPE, ID_TYPE, TYPES, id_from_hex_digest, q, table
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import is_lock_conflict, locked_message
+from taxi_pipeline.lib.warehouses.duckdb.sql import HEX_ID_TYPE, ID_TYPE, TYPES, id_from_hex_digest, q, table
 from taxi_pipeline.lib.warehouses.shape import (
     AdoptError,
     AdoptResult,

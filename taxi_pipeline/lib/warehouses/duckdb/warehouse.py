@@ -14,7 +14,6 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.colours import Colour, LogicalType
 from taxi_pipeline.lib.identifiers import validate_dataset, validate_identifier
 from taxi_pipeline.lib.raw_file import RawFile
@@ -26,6 +25,7 @@ from taxi_pipeline.lib.warehouses.base import (
     WarehouseBusyError,
     WarehouseDamagedError,
 )
+from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
     LOCK_TAKEN,
     holder_of,
