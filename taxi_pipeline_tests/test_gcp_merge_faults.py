@@ -185,3 +185,30 @@ def test_the_first_months_of_a_backfill_create_the_missing_dataset_at_once_and_a
             got = list(pool.map(ensure, range(8)))
         assert not failed, f"{len(failed)} of 8 creates failed: {failed[0]}"
         assert got == [name] * 8
+
+
+def test_a_merge_takes_the_table_staged_from_its_own_file_whatever_another_run_staged_since(
+        gcp_emulators, bq, names, http_mirror, tmp_path):
+    """Two runs of one month with different files (the source changed between their downloads):
+    run A stages its file, run B stages its own, then A merges. Each staging table is named after
+    its file's MD5, so A's merge takes A's rows, not B's (one shared name let B's staging replace
+    A's table, and A then moved its own file into place over B's rows); B's merge then takes B's."""
+    month, name = dt.date(2019, 10, 1), "green_tripdata_2019-10.csv"
+    header, *rows = gzip.decompress((MIRROR / f"green/{name}.gz").read_bytes()).split(b"\r\n")
+    bodies = {"A": gzip.compress(b"\r\n".join([header, *rows]), mtime=0),
+              "B": gzip.compress(b"\r\n".join([header, *rows[300:]]), mtime=0)}
+    warehouse = gcp_resources(http_mirror.url, **names)["target"].warehouse()
+    own = storage.Client(project=PROJECT, client_info=ClientInfo(user_agent=TEST_AGENT))
+    bucket = own.create_bucket(names["bucket"])
+    raws = {}
+    for run, body in bodies.items():
+        key = f"green/pending/{run}/{name}.gz"
+        bucket.blob(key).upload_from_string(body)
+        raws[run] = RawFile(f"gs://{names['bucket']}/{key}", name, "csv", md5(body))
+    staged = {run: warehouse.stage(GREEN, month, raws[run]).rows for run in ("A", "B")}
+    moved = []
+    merged_a = warehouse.merge(GREEN, month, raws["A"], lambda: moved.append("A"))
+    assert (merged_a.month_rows, moved) == (staged["A"], ["A"])
+    assert _counts(bq, names["dataset"])[name][0] == staged["A"]
+    warehouse.merge(GREEN, month, raws["B"], lambda: moved.append("B"))
+    assert _counts(bq, names["dataset"])[name][0] == staged["B"] == staged["A"] - 300
