@@ -79,12 +79,13 @@ elif where in ("staging", "merge"):  # inside the warehouse's transaction, befor
         return merge(self, *args)
     DuckDBWarehouse.stage, DuckDBWarehouse.merge, DuckDBWarehouse.step = staging, merging, None
 elif where == "staged":  # the warehouse has staged the file; the bucket does not say so yet
-    from taxi_pipeline.defs import publishing
-    staged = publishing.Publication.staged
-    def pausing(self, stored):
-        pause()
-        return staged(self, stored)
-    publishing.Publication.staged = pausing
+    from taxi_pipeline.lib.stores import publication
+    mark = publication.MonthObjects.mark
+    def pausing(self, stored, state):
+        if state == publication.STAGED:
+            pause()
+        return mark(self, stored, state)
+    publication.MonthObjects.mark = pausing
 elif where == "promote":  # the warehouse has published the month; the file is not in place yet
     from taxi_pipeline.lib.stores import publication
     promote = publication.MonthObjects.promote

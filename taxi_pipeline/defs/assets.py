@@ -2,27 +2,23 @@
 
 The assets ask the source resource which file serves the month and never look at its format:
 the source validates the bytes, and the warehouse reads the object as the format it was given.
+The month's load itself is `lib/month_load.py`; the bodies here turn its results into
+materializations and log lines.
 """
 
 import time
-from collections.abc import Callable
 
 import dagster as dg
 
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, partition_month
-from taxi_pipeline.defs.publishing import Publication
+from taxi_pipeline.defs.publishing import describe, run_finished
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import tag_run
 from taxi_pipeline.defs.runs import reap_dead_runs
 from taxi_pipeline.defs.user_errors import user_errors
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.raw_file import RawFile, layout_from_json
-from taxi_pipeline.lib.shrink import ACCEPT_TAG, check_shrink
-from taxi_pipeline.lib.sources.base import InvalidFileError, SourceFile
-from taxi_pipeline.lib.sources.http import download
-from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject
-from taxi_pipeline.lib.stores.publication import DOWNLOADED, STATE, MonthObjects
-from taxi_pipeline.lib.warehouses.base import MergeResult, StageResult, Warehouse
+from taxi_pipeline.lib.month_load import FileRefusedError, MonthLoad
+from taxi_pipeline.lib.shrink import ACCEPT_TAG
 
 
 def raw_asset_key(colour: Colour) -> dg.AssetKey:
@@ -50,58 +46,6 @@ def table_schema(colour: Colour) -> dg.TableSchema:
         ]
         + [dg.TableColumn(c.name, c.type.value) for c in colour.columns]
     )
-
-
-def raw_file_of(stored: StoredObject, file: SourceFile) -> RawFile:
-    """An object in the bucket as the warehouse reads it."""
-    return RawFile(
-        stored.uri, file.file_name, file.format, stored.metadata.get("md5"),
-        layout_from_json(stored.metadata.get("layout")), int(stored.metadata["rows"]),
-    )
-
-
-def stored_raw_file(store: ObjectStore, file: SourceFile, run_id: str | None = None) -> tuple[StoredObject, RawFile]:
-    """What the staging step reads: the run's pending file if the run downloaded one (staging
-    reads it by its own URI: it is not the month's object until its month is published), else
-    the month's object; fails if the bucket has neither."""
-    stored = MonthObjects(store, file.object_key).pending(run_id) if run_id else None
-    stored = stored or store.stat(file.object_key)
-    if stored is None:
-        raise FileNotFoundError(
-            f"{file.object_key} is not in the bucket: materialize the month's raw file first "
-            f"(source {file.source})"
-        )
-    return stored, raw_file_of(stored, file)
-
-
-def stage_object(warehouse: Warehouse, colour: Colour, month, file: SourceFile, stored: StoredObject) -> StageResult:
-    """Stages the object; a warehouse that reads another row count than the validator counted
-    refuses the file like a bad value."""
-    result = warehouse.stage(colour, month, raw_file_of(stored, file))
-    source_rows = int(stored.metadata["rows"])
-    if result.rows != source_rows:
-        quoted = stored.metadata.get("first_quote_line")
-        why = (f": line {quoted} holds a quoted field, and a line break inside quotes makes two lines one row "
-               "(the release's files quote nothing)") if quoted else ""
-        raise InvalidFileError(
-            file.file_name, f"the warehouse read {result.rows:,} rows but the file has {source_rows:,} lines of data{why}",
-        )
-    return result
-
-
-def loaded_month_object(store: ObjectStore, source: SourceResource, colour: Colour, month) -> StoredObject | None:
-    """The month's object the warehouse's month came from: of the month's files at every source
-    (a switch of source replaces the month), the one published last."""
-    choice = source.choice()
-    found = [store.stat(s.locate(colour, month).object_key) for s in (choice.release, choice.tlc)]
-    return max((o for o in found if o is not None), key=lambda o: o.metadata.get("publication_at", ""), default=None)
-
-
-def merge_object(warehouse: Warehouse, colour: Colour, month, file: SourceFile, stored: StoredObject,
-                 then: Callable[[], None] | None = None) -> MergeResult:
-    """Merges the month from the table staged from `stored` (safe to re-run: one transaction
-    keyed on unique_row_id); `then` moves the file into the month's place once it has committed."""
-    return warehouse.merge(colour, month, raw_file_of(stored, file), then)
 
 
 def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg.AssetsDefinition]:
@@ -147,35 +91,43 @@ def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg
     return [raw_file, staging, main_table]
 
 
+def month_load(colour: Colour, context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource,
+               warehouse: bool = True) -> MonthLoad:
+    """This run's load of its month; the run is tagged with the file on the way."""
+    month = partition_month(context)
+    choice = source.choice()
+    file = choice.locate(colour, month)  # fails at once, with the reason, if no source has it
+    tag_run(context, colour, file)
+    others = tuple(s.locate(colour, month) for s in (choice.release, choice.tlc))
+    return MonthLoad(
+        colour, month, file, target.store(), target.warehouse(context.log.info) if warehouse else None,
+        context.run.run_id, lambda run_id: run_finished(context.instance, run_id), context.log.info, others,
+    )
+
+
+def month_object_record(colour: Colour, context: dg.AssetExecutionContext, load: MonthLoad,
+                        **extra: object) -> dg.AssetMaterialization:
+    """A materialization of the raw asset that describes the month's object as it now is. The
+    steps yield it after each move (a yielded event is kept even when the step then fails), so the
+    raw asset's latest materialization says which file is loaded."""
+    return dg.AssetMaterialization(
+        asset_key=raw_asset_key(colour), partition=context.partition_key,
+        metadata={**describe(load.objects.published()), **extra},
+    )
+
+
 def load_raw_file(colour: Colour, context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
     """The raw file asset's body: download the month's file, validated, into the run's pending key."""
-    month = partition_month(context)
     for run_id in reap_dead_runs(context.instance):
         context.log.warning(f"run {run_id}: its process is gone (killed); marked FAILURE, its pool slots freed")
-    choice = source.choice()
-    chosen = choice.for_month(month)  # fails at once, with the reason, if no source has it
-    file = chosen.locate(colour, month)
-    tag_run(context, colour, file)
     started = time.monotonic()
-    store = target.store()
+    load = month_load(colour, context, source, target, warehouse=False)
+    file = load.file
     context.log.info(f"{file.file_name}: from the {file.source} source, {file.url}")
-    # The download goes to the run's pending key once whole and valid; it becomes the month's
-    # object only when the merge has published its month (`defs.publishing`).
-    objects = MonthObjects(store, file.object_key)
-    for leftover in store.remove_leftovers(f"{colour.name}/pending/"):
+    done = load.download(source.choice().for_month(load.month), source.retry_settings())
+    for leftover in done.leftovers:
         context.log.info(f"{leftover}: removed, a part file of a download that was killed")
-    with store.write(objects.pending_key(context.run.run_id)) as pending:
-        got = download(
-            file.url, pending.path, lambda: chosen.validator(colour, file), source.retry_settings(),
-            context.log.info,
-        )
-        pending.metadata.update({
-            "rows": str(got.data_rows), "md5": got.md5_hex, "source_url": file.url,
-            "source": file.source, "format": file.format, "file_name": file.file_name,
-            **got.published.as_metadata(), **{k: v for k, v in got.details.items() if v},
-            STATE: DOWNLOADED,
-        })
-    stored = objects.pending(context.run.run_id)
+    got, stored = done.download, done.stored
     unknown = got.details.get("unknown_columns", "")
     if unknown:
         context.log.warning(
@@ -183,10 +135,9 @@ def load_raw_file(colour: Colour, context: dg.AssetExecutionContext, source: Sou
             f"without them (add them to the colour in lib/colours.py and re-run the month to keep them)"
         )
     context.log.info(f"{file.object_key}: {got.data_rows:,} rows, {got.bytes:,} bytes -> {stored.uri}")
-    month_object = objects.published()
     return dg.MaterializeResult(metadata={
-        "state": f"pending: becomes the month's object when {colour.main_table} publishes it",
-        "month_object_md5": month_object.metadata.get("md5", "") if month_object else "none",
+        "state": f"pending: becomes the month's object when {colour.main_table} has merged it",
+        "month_object_md5": done.month_object.metadata.get("md5", "") if done.month_object else "none",
         "dagster/row_count": got.data_rows,
         "file": file.file_name,
         "source": file.source,
@@ -207,80 +158,53 @@ def load_raw_file(colour: Colour, context: dg.AssetExecutionContext, source: Sou
 
 def stage_month(colour: Colour, context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
     """The staging asset's body: stage the run's file (after any file a killed run left merging)."""
-    month = partition_month(context)
-    file = source.choice().locate(colour, month)
-    tag_run(context, colour, file)
     started = time.monotonic()
-    warehouse = target.warehouse(context.log.info)
-    publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
-
-    def stage(stored: StoredObject) -> StageResult:
-        return stage_object(warehouse, colour, month, file, stored)
-
-    yield from publication.finish_interrupted(stage, lambda stored, then: merge_object(
-        warehouse, colour, month, file, stored, then))
-    stored, _ = stored_raw_file(target.store(), file, context.run.run_id)
-    pending = stored if stored.key != file.object_key else None
+    load = month_load(colour, context, source, target)
+    for run_id in load.recover():
+        yield month_object_record(colour, context, load, finished_for_run=run_id)
     try:
-        if pending is not None and context.run.tags.get(ACCEPT_TAG) != "true":
-            loaded = loaded_month_object(target.store(), source, colour, month)
-            check_shrink(file.file_name, int(stored.metadata["rows"]),
-                         int(loaded.metadata.get("rows", 0)) if loaded else None,
-                         loaded.metadata.get("file_name", loaded.key) if loaded else "", context.partition_key)
-        result = stage(stored)
-    except InvalidFileError as exc:
-        if pending is not None:
-            yield publication.reject(pending, exc)  # yielded, so it is kept although the step fails
+        staged = load.stage(context.run.tags.get(ACCEPT_TAG) == "true", context.partition_key)
+    except FileRefusedError as exc:
+        context.log.error(f"{load.file.file_name}: rejected, kept as {exc.rejected.uri}; the month's object is unchanged")
+        yield month_object_record(colour, context, load, rejected_uri=dg.MetadataValue.path(exc.rejected.uri),
+                                  rejected_md5=exc.rejected.metadata.get("md5", ""), rejected_error=str(exc)[:1000])
         raise
-    publication.staged(pending)
+    result = staged.result
     if result.reused:
         context.log.info(f"{result.table} was built from this very file by this code: kept as it is")
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": result.rows,
         "dagster/table_name": result.table,
         "dagster/column_schema": table_schema(colour),
-        "file": file.file_name,
-        "staged_uri": dg.MetadataValue.path(stored.uri),
+        "file": load.file.file_name,
+        "staged_uri": dg.MetadataValue.path(staged.stored.uri),
         "reused": result.reused,
         "duration_s": round(time.monotonic() - started, 2),
         **result.metadata,
     })
 
 
-def merge_into_main_table(colour: Colour, context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
+def merge_into_main_table(colour: Colour, context: dg.AssetExecutionContext, source: SourceResource,
+                          target: TargetResource):
     """The main table asset's body: merge the month from the run's file, then move it into place."""
-    month = partition_month(context)
-    choice = source.choice()
-    file = choice.locate(colour, month)
-    tag_run(context, colour, file)
     started = time.monotonic()
-    warehouse = target.warehouse(context.log.info)
-    publication = Publication(context, MonthObjects(target.store(), file.object_key), raw_asset_key(colour))
-
-    def stage(stored: StoredObject) -> StageResult:
-        return stage_object(warehouse, colour, month, file, stored)
-
-    def merge(stored: StoredObject, then: Callable[[], None] | None) -> MergeResult:
-        return merge_object(warehouse, colour, month, file, stored, then)
-
-    yield from publication.finish_interrupted(stage, merge)
-    pending = publication.to_merge()
-    promoted: list[dg.AssetMaterialization] = []
-    if pending is not None:
-        result = merge(pending, lambda: promoted.append(publication.promote(pending)))
-    else:  # a merge run on its own: the month's object is what is staged
-        result = merge(stored_raw_file(target.store(), file)[0], None)
-    yield from promoted
+    load = month_load(colour, context, source, target)
+    for run_id in load.recover():
+        yield month_object_record(colour, context, load, finished_for_run=run_id)
+    merged = load.merge()
+    if merged.moved is not None:
+        yield month_object_record(colour, context, load)
+    result = merged.result
     context.log.info(
-        f"{result.table} {month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
+        f"{result.table} {load.month:%Y-%m}: +{result.inserted:,} -{result.deleted:,} rows, "
         f"{result.month_rows:,} for the month, {result.table_rows:,} in all"
     )
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": result.month_rows,
         "dagster/table_name": result.table,
         "dagster/column_schema": table_schema(colour),
-        "file": file.file_name,
-        "source": file.source,
+        "file": load.file.file_name,
+        "source": load.file.source,
         "inserted": result.inserted,
         "deleted": result.deleted,
         "table_rows": result.table_rows,
