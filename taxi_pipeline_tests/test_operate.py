@@ -24,8 +24,9 @@ import pytest
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.warehouses.duckdb import admin as duckdb_admin
+from taxi_pipeline.lib.warehouses.duckdb.admin import check_main_table
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import LOCK_TAKEN, lock_holder, lock_wait_message
-from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError, check_main_table
+from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError
 from taxi_pipeline_tests.support import MIRROR, load_month, make_resources, query, reference_ids
 
 ROOT = Path(__file__).parents[1]

@@ -18,7 +18,8 @@ from google.cloud import bigquery, storage
 
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
-from taxi_pipeline.lib.warehouses.shape import ForeignTableError, check_main_table
+from taxi_pipeline.lib.warehouses.bigquery.admin import check_main_table
+from taxi_pipeline.lib.warehouses.shape import ForeignTableError
 from taxi_pipeline_tests.emulators import PROJECT
 from taxi_pipeline_tests.support import MIRROR, reference_ids
 from taxi_pipeline_tests.test_operate import cli, environment, execute_job, records

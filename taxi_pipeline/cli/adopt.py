@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from taxi_pipeline.cli.site import open_site
+from taxi_pipeline.cli.open_site import open_site
 from taxi_pipeline.lib.colours import COLOURS
 
 HELP = "convert a main table of another shape (the course's Kestra table), keeping every row"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from taxi_pipeline.cli.site import open_site
+from taxi_pipeline.cli.open_site import open_site
 from taxi_pipeline.lib.colours import COLOURS
 from taxi_pipeline.lib.warehouses.shape import ADOPT_COMMAND
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from taxi_pipeline.cli.site import ObjectInfo, OperatorError, Site, TableInfo, open_site
+from taxi_pipeline.cli.open_site import open_site
+from taxi_pipeline.cli.site import ObjectInfo, OperatorError, Site, TableInfo
 from taxi_pipeline.cli.text import count, size
 from taxi_pipeline.lib.colours import COLOURS, Colour
 

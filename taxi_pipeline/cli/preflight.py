@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from taxi_pipeline.cli.site import ConfigError, open_site
+from taxi_pipeline.cli.open_site import open_site
+from taxi_pipeline.cli.site import ConfigError
 from taxi_pipeline.lib.colours import COLOURS
 
 HELP = "check a GCP project before the first load: identity, bucket, dataset, locations, permissions, a smoke load, cost"

@@ -13,7 +13,7 @@ from dagster_gcp import BigQueryResource, GCSResource
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from taxi_pipeline.defs.resources import TargetResource
+from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.stores.base import ObjectStore
 from taxi_pipeline.lib.stores.gcs import GcsObjectStore

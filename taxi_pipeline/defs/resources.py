@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import dagster as dg
 
-from taxi_pipeline.defs.deployment import check_single_host_target
+from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.settings import Settings, SettingsError, read_settings
 from taxi_pipeline.lib.sources import SourceChoice
@@ -46,30 +46,6 @@ class SourceResource(dg.ConfigurableResource):
     def retry_settings(self) -> RetrySettings:
         return RetrySettings(self.attempts, self.first_retry_delay_s, timeout_s=self.timeout_s,
                              deadline_s=self.deadline_s)
-
-
-class TargetResource(dg.ConfigurableResource):
-    """A bucket and a warehouse that go together; the assets use only these two methods."""
-
-    # What the UI shows as the assets' kinds.
-    store_kind: ClassVar[str]
-    warehouse_kind: ClassVar[str]
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        # Before any step writes: the embedded target cannot run where each run gets its own host.
-        check_single_host_target(context.instance, self.warehouse_kind)
-
-    def store(self) -> ObjectStore:
-        raise NotImplementedError
-
-    def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
-        """`log` gets what a user should see while the warehouse waits (the run's log)."""
-        raise NotImplementedError
-
-    @classmethod
-    def pools(cls, colour: Colour) -> dict[str, str | None]:
-        """The Dagster pool of each warehouse step ("staging", "merge"), or None for no pool."""
-        raise NotImplementedError
 
 
 class LocalTarget(TargetResource):

@@ -10,7 +10,6 @@ table that is otherwise ours: the warehouse adds them in place, so they are "to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from taxi_pipeline.lib.colours import Colour, Column, LogicalType
 
@@ -126,39 +125,11 @@ def foreign_table_message(colour: Colour, report: ShapeReport) -> str:
     return "\n".join(lines)
 
 
-def check_main_table(
-    con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None,
-) -> tuple[Column, ...]:
-    """Raises `ForeignTableError` if the colour's main table exists and is not this project's.
-
-    `con_or_client` is a DuckDB connection or a `google.cloud.bigquery.Client` (whose project is
-    used unless `project` is given). Returns the TLC-added columns the table lacks, for the caller
-    to add in place; a table that does not exist yet passes (the load creates it).
-    """
-    report = require_ours(colour, main_table_report(con_or_client, dataset, colour, project=project))
-    return () if report is None else report.to_add
-
-
 def require_ours(colour: Colour, report: ShapeReport | None) -> ShapeReport | None:
     """`report` if the table is missing or this project's; else `ForeignTableError`."""
     if report is not None and not report.is_ours:
         raise ForeignTableError(foreign_table_message(colour, report))
     return report
-
-
-def main_table_report(
-    con_or_client: Any, dataset: str, colour: Colour, *, project: str | None = None,
-) -> ShapeReport | None:
-    """The live main table compared with this project's shape, or None if it does not exist."""
-    if type(con_or_client).__module__.startswith("google.cloud.bigquery"):
-        # Imported here: the Google libraries are slow to import, and the embedded default never needs them.
-        from taxi_pipeline.lib.warehouses.bigquery import admin as bigquery_admin
-
-        return bigquery_admin.main_table_report(con_or_client, project or con_or_client.project, dataset, colour)
-    # A DuckDB connection, or anything that executes DuckDB SQL like one (a wrapper in a test).
-    from taxi_pipeline.lib.warehouses.duckdb import admin as duckdb_admin
-
-    return duckdb_admin.main_table_report(con_or_client, dataset, colour)
 
 
 def _normal(kind: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
 
-from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.colours import Colour, Column
 from taxi_pipeline.lib.identifiers import validate_identifier
 from taxi_pipeline.lib.warehouses.bigquery.dataset import check_dataset
 from taxi_pipeline.lib.warehouses.bigquery.sql import (
@@ -33,6 +33,7 @@ from taxi_pipeline.lib.warehouses.shape import (
     compare,
     expected_columns,
     plan_conversions,
+    require_ours,
 )
 
 PARTITIONING = "DAY(file_month)"
@@ -100,6 +101,14 @@ def main_table_report(
 ) -> ShapeReport | None:
     """The live main table against this project's shape; None if there is no such table."""
     return table_report(Dataset(client, project, dataset), colour, colour.main_table)
+
+
+def check_main_table(client: bigquery.Client, dataset: str, colour: Colour, *,
+                     project: str | None = None) -> tuple[Column, ...]:
+    """Raises `ForeignTableError` if the colour's main table exists and is not this project's;
+    returns the TLC-added columns it lacks. A table that does not exist yet passes."""
+    report = require_ours(colour, main_table_report(client, project or client.project, dataset, colour))
+    return () if report is None else report.to_add
 
 
 def table_report(ds: Dataset, colour: Colour, table: str) -> ShapeReport | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from taxi_pipeline.lib.colours import Colour
+from taxi_pipeline.lib.colours import Colour, Column
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import is_lock_conflict, locked_message
 from taxi_pipeline.lib.warehouses.duckdb.sql import HEX_ID_TYPE, ID_TYPE, TYPES, id_from_hex_digest, q, table
 from taxi_pipeline.lib.warehouses.shape import (
@@ -28,6 +28,7 @@ from taxi_pipeline.lib.warehouses.shape import (
     compare,
     expected_columns,
     plan_conversions,
+    require_ours,
 )
 
 ADOPTING_SUFFIX = "__adopting"
@@ -35,6 +36,13 @@ ADOPTING_SUFFIX = "__adopting"
 
 class WarehouseLockedError(RuntimeError):
     """Another process holds the DuckDB file; the message names it."""
+
+
+def check_main_table(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> tuple[Column, ...]:
+    """Raises `ForeignTableError` if the colour's main table exists and is not this project's;
+    returns the TLC-added columns it lacks. A table that does not exist yet passes."""
+    report = require_ours(colour, main_table_report(con, dataset, colour))
+    return () if report is None else report.to_add
 
 
 def expected_shape(colour: Colour) -> Shape:

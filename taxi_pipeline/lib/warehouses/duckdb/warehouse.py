@@ -26,6 +26,7 @@ from taxi_pipeline.lib.warehouses.base import (
     WarehouseDamagedError,
 )
 from taxi_pipeline.lib.warehouses.duckdb import sql
+from taxi_pipeline.lib.warehouses.duckdb.admin import check_main_table
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
     LOCK_TAKEN,
     holder_of,
@@ -33,7 +34,6 @@ from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
     lock_wait_message,
     locked_message,
 )
-from taxi_pipeline.lib.warehouses.shape import check_main_table
 
 _logger = logging.getLogger(__name__)
 _LOCK_LOG_EVERY_S = 30.0
