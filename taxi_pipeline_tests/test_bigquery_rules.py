@@ -80,7 +80,7 @@ def test_the_projects_main_table_and_merge_keep_every_rule(colour):
     a MERGE BigQuery can prune, a month's figures from its partition only."""
     statements = [
         sql.create_main_table("test-project", "zoomcamp", colour),
-        sql.merge_month("test-project", "zoomcamp", colour, colour.staging_table(dt.date(2020, 4, 1))),
+        sql.merge_month("test-project", "zoomcamp", colour, colour.month_table(dt.date(2020, 4, 1))),
         sql.month_stats("test-project", "zoomcamp", colour),
     ]
     assert [(s, p) for s in statements for p in statement_problems(s)] == []

@@ -128,7 +128,7 @@ def test_zetasql_runs_the_statements_the_pipeline_sends_and_stages_duckdbs_ids_a
     dataset = f"{PROJECT}.{names['dataset']}"
     month = dt.date.fromisoformat(key)
     # The staging table is named after the file's MD5 (`bigquery.warehouse.staged_table`).
-    staging = f"{dataset}.{era.colour.staging_table(month)}__{hashlib.md5(path.read_bytes()).hexdigest()[:16]}"
+    staging = f"{dataset}.{era.colour.month_table(month)}__{hashlib.md5(path.read_bytes()).hexdigest()[:16]}"
     raw = era.raw(path, f"{staging}__raw")
     replay = Replay(zetasql, era.colour, dataset, raw)
     jobs = recorded_jobs(bq_proxy.since(start))

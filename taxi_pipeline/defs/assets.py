@@ -112,7 +112,7 @@ def month_object_record(colour: Colour, context: dg.AssetExecutionContext, load:
     raw asset's latest materialization says which file is loaded."""
     return dg.AssetMaterialization(
         asset_key=raw_asset_key(colour), partition=context.partition_key,
-        metadata={**describe(load.objects.published()), **extra},
+        metadata={**describe(load.objects.month_object()), **extra},
     )
 
 
@@ -147,9 +147,7 @@ def load_raw_file(colour: Colour, context: dg.AssetExecutionContext, source: Sou
         "source_url": dg.MetadataValue.url(file.url),
         "md5": got.md5_hex,
         # What the source said about the file: the sensor re-loads the month when these change.
-        "etag": got.published.etag or "",
-        "content_length": got.published.content_length if got.published.content_length is not None else -1,
-        "last_modified": got.published.last_modified or "",
+        **got.tokens.as_asset_metadata(),
         "unknown_columns": unknown,
         "download_attempts": got.attempts,
         "duration_s": round(time.monotonic() - started, 2),

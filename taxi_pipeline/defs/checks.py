@@ -53,7 +53,7 @@ def build_schema_drift_check(colour: Colour) -> dg.AssetChecksDefinition:
         file = source.choice().locate(colour, month)
         # The file this run downloaded (still pending while the check runs), else the month's.
         objects = MonthObjects(target.store(), file.object_key)
-        stored = objects.pending(context.run.run_id) or objects.published()
+        stored = objects.pending(context.run.run_id) or objects.month_object()
         unknown = [c for c in (stored.metadata.get("unknown_columns", "") if stored else "").split(",") if c]
         return dg.AssetCheckResult(
             passed=not unknown, severity=dg.AssetCheckSeverity.WARN,

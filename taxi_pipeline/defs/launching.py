@@ -13,7 +13,7 @@ from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS
 from taxi_pipeline.defs.resources import TargetResource
 from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.sources.http import Published
+from taxi_pipeline.lib.sources.change_tokens import ChangeTokens
 from taxi_pipeline.lib.warehouses.base import WarehouseBusyError
 
 
@@ -69,7 +69,7 @@ def waiting_for(run: dg.DagsterRun) -> str:
     return f"run {run.run_id} ({run.status.value})"
 
 
-def recorded_tokens(instance: dg.DagsterInstance, colour: Colour, partition_key: str) -> Published | None:
+def recorded_tokens(instance: dg.DagsterInstance, colour: Colour, partition_key: str) -> ChangeTokens | None:
     """What the source said about the file the month was last loaded from (the raw asset's
     materialization), or None if it was never loaded."""
     records = instance.fetch_materializations(
@@ -78,20 +78,4 @@ def recorded_tokens(instance: dg.DagsterInstance, colour: Colour, partition_key:
     if not records:
         return None
     materialization = records[0].asset_materialization
-    metadata = {k: v.value for k, v in (materialization.metadata if materialization else {}).items()}
-    length = metadata.get("content_length")
-    return Published(
-        int(length) if isinstance(length, int) and length >= 0 else None,
-        metadata.get("etag") or None, metadata.get("last_modified") or None,
-    )
-
-
-def changes(recorded: Published, now: Published) -> list[str]:
-    """The change tokens that differ, among those both sides know. The TLC's ETag is an S3
-    multipart ETag, not an MD5: a change token only, as are the length and Last-Modified."""
-    differ = []
-    for name in ("etag", "content_length", "last_modified"):
-        before, after = getattr(recorded, name), getattr(now, name)
-        if before is not None and after is not None and before != after:
-            differ.append(f"{name} {before} -> {after}")
-    return differ
+    return ChangeTokens.from_metadata({k: v.value for k, v in (materialization.metadata if materialization else {}).items()})

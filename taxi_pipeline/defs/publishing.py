@@ -7,6 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from taxi_pipeline.defs.runs import unfinished_runs
+from taxi_pipeline.lib.sources.change_tokens import ChangeTokens
 from taxi_pipeline.lib.stores.base import StoredObject
 
 
@@ -20,7 +21,6 @@ def describe(stored: StoredObject | None) -> dict[str, object]:
     if stored is None:
         return {"state": "no file published for the month", "uri": "none"}
     meta = stored.metadata
-    length = meta.get("content_length")
     return {
         "state": "the month's object: the file the warehouse's month came from",
         "uri": dg.MetadataValue.path(stored.uri),
@@ -29,7 +29,5 @@ def describe(stored: StoredObject | None) -> dict[str, object]:
         "bytes": dg.MetadataValue.int(stored.size),
         "file": meta.get("file_name", ""),
         "source": meta.get("source", ""),
-        "etag": meta.get("etag", ""),
-        "content_length": int(length) if length and length.isdigit() else -1,
-        "last_modified": meta.get("last_modified", ""),
+        **ChangeTokens.from_metadata(meta).as_asset_metadata(),
     }

@@ -54,11 +54,11 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
                 continue
             file = choice.locate(colour, month)
             try:
-                published = probe(file.url, probe_retry(source), context.log.info)
+                served = probe(file.url, probe_retry(source), context.log.info)
             except SourceUnavailableError as exc:
                 unreachable.append(str(exc))
                 break  # the other months are at the same source
-            if published is None:
+            if served is None:
                 waiting.append(file.file_name)
                 continue
             tags = {**SCHEDULE_TRIGGER_TAG, **run_tags(colour, file, launched_by_backfill=False)}

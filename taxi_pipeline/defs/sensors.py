@@ -23,7 +23,6 @@ import time
 import dagster as dg
 
 from taxi_pipeline.defs.launching import (
-    changes,
     loaded_partitions,
     recent_months,
     recorded_tokens,
@@ -34,7 +33,8 @@ from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.defs.runs import reap_dead_runs
 from taxi_pipeline.lib.colours import Colour
-from taxi_pipeline.lib.sources.http import Published, RetrySettings, SourceUnavailableError, probe
+from taxi_pipeline.lib.sources.change_tokens import ChangeTokens
+from taxi_pipeline.lib.sources.http import RetrySettings, SourceUnavailableError, probe
 from taxi_pipeline.lib.stores.base import StoredObject
 from taxi_pipeline.lib.stores.publication import MonthObjects
 
@@ -56,13 +56,9 @@ def probe_retry(source: SourceResource) -> RetrySettings:
                          timeout_s=min(source.timeout_s, 10.0))
 
 
-def _tokens(stored: StoredObject | None) -> Published | None:
+def _tokens(stored: StoredObject | None) -> ChangeTokens | None:
     """The change tokens the source gave for the object's file, as kept in its metadata."""
-    if stored is None:
-        return None
-    meta = stored.metadata
-    length = meta.get("content_length", "")
-    return Published(int(length) if length.isdigit() else None, meta.get("etag"), meta.get("last_modified"))
+    return None if stored is None else ChangeTokens.from_metadata(stored.metadata)
 
 
 def _at(timestamp: float) -> str:
@@ -105,11 +101,11 @@ def build_colour_sensor(
                 continue
             file = choice.locate(colour, month)
             try:
-                published = probe(file.url, probe_retry(source), context.log.info)
+                served = probe(file.url, probe_retry(source), context.log.info)
             except SourceUnavailableError as exc:
                 unreachable = str(exc)  # the other months are at the same source: stop here
                 break
-            if published is None:
+            if served is None:
                 notes.append(f"{month:%Y-%m} not published")
                 continue
             objects = MonthObjects(store, file.object_key)
@@ -119,18 +115,18 @@ def build_colour_sensor(
                 else:
                     reason, detail = "new", "published, not loaded"
             else:
-                recorded = _tokens(objects.published()) or recorded_tokens(context.instance, colour, key)
-                differ = changes(recorded, published) if recorded else []
+                recorded = _tokens(objects.month_object()) or recorded_tokens(context.instance, colour, key)
+                differ = served.changes_from(recorded) if recorded else []
                 if not differ:
                     continue
                 reason, detail = "changed", "; ".join(differ)
             rejected = objects.rejected()
-            if reason != "missing" and rejected is not None and not changes(_tokens(rejected), published):
+            if reason != "missing" and rejected is not None and not served.changes_from(_tokens(rejected)):
                 notes.append(f"{month:%Y-%m}: the source's file was rejected ({rejected.metadata.get('error', '?')}); "
                              "waiting for the source to change it")
                 continue
             context.log.info(f"{file.file_name}: {reason} ({detail})")
-            token = published.etag or f"{published.content_length}/{published.last_modified}"
+            token = served.etag or f"{served.content_length}/{served.last_modified}"
             requests.append(dg.RunRequest(
                 # A failed new or changed file is not retried every day: the next change is.
                 # Rows deleted by hand are loaded again whenever they are missing.

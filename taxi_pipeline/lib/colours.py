@@ -68,13 +68,14 @@ class Colour:
     def main_table(self) -> str:
         return f"{self.name}_tripdata"
 
-    def staging_table(self, month: dt.date) -> str:
-        """The month's own table: staged there, and (DuckDB) published there too."""
+    def month_table(self, month: dt.date) -> str:
+        """The month's own table: DuckDB keeps each month in one (the main table is a view over
+        them); BigQuery stages a month in a table named after it, merged into the main table."""
         return f"{self.name}_tripdata_{month:%Y_%m}"
 
     @property
     def month_table_pattern(self) -> str:
-        """A regular expression matching the names `staging_table` gives."""
+        """A regular expression matching the names `month_table` gives."""
         return f"{self.name}_tripdata_[0-9]{{4}}_[0-9]{{2}}"
 
 

@@ -100,10 +100,10 @@ class MonthLoad:
             pending.metadata.update({
                 "rows": str(got.data_rows), "md5": got.md5_hex, "source_url": file.url,
                 "source": file.source, "format": file.format, "file_name": file.file_name,
-                **got.published.as_metadata(), **{k: v for k, v in got.details.items() if v},
+                **got.tokens.as_metadata(), **{k: v for k, v in got.details.items() if v},
                 STATE: DOWNLOADED,
             })
-        return Downloaded(self.objects.pending(self.run_id), got, self.objects.published(), leftovers)
+        return Downloaded(self.objects.pending(self.run_id), got, self.objects.month_object(), leftovers)
 
     # -- finish what a killed run left ----------------------------------------------------------
 

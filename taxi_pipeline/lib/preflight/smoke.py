@@ -82,7 +82,7 @@ class Smoke:
     def _dry_run_live_merge(self, client: bigquery.Client, month: dt.date, result: SmokeResult) -> None:
         """The real colour's MERGE, against the live main table if there is one, else the scratch one."""
         target = GREEN if self._exists(client, GREEN.main_table) else self.colour
-        staged = self.colour.staging_table(FILES[0][3])
+        staged = self.colour.month_table(FILES[0][3])
         statement = sql.merge_month(self.warehouse.project, self.warehouse.dataset, target, staged)
         result.dry_run_month = f"{month:%Y-%m}"
         try:

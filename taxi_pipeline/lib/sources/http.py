@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taxi_pipeline.lib.sources.base import InvalidFileError, SourceNotFoundError, Validator
+from taxi_pipeline.lib.sources.change_tokens import ChangeTokens
 
 _CHUNK = 1024 * 1024
 _PROGRESS_EVERY = 64 * 1024 * 1024
@@ -58,29 +59,13 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
-class Published:
-    """What the source says about a file without sending it: the change tokens the sensor compares."""
-
-    content_length: int | None
-    etag: str | None
-    last_modified: str | None
-
-    def as_metadata(self) -> dict[str, str]:
-        return {
-            k: str(v) for k, v in
-            (("content_length", self.content_length), ("etag", self.etag), ("last_modified", self.last_modified))
-            if v is not None
-        }
-
-
-@dataclass(frozen=True)
 class Download:
     url: str
     bytes: int
     data_rows: int
     md5_hex: str
     attempts: int
-    published: Published
+    tokens: ChangeTokens  # what the source said of the file
     details: dict[str, str]  # what the validator found, kept with the object
 
 
@@ -155,7 +140,7 @@ def _download_once(
         _open(url, file_name, timeout_s) as response, open(dest, "wb") as out,
         ThreadPoolExecutor(1, thread_name_prefix="validate") as validating,
     ):
-        published = _published(response)
+        tokens = _tokens(response)
         fed = None
         try:
             while chunk := _read(response, clock, size):
@@ -176,9 +161,9 @@ def _download_once(
             if found is not None and found is not exc:
                 raise found from exc
             raise
-        _check_complete(published, size)
+        _check_complete(tokens, size)
     validated = validator.finish(dest)
-    return Download(url, size, validated.data_rows, md5.hexdigest(), attempt, published, validated.details)
+    return Download(url, size, validated.data_rows, md5.hexdigest(), attempt, tokens, validated.details)
 
 
 def _open(url: str, file_name: str, timeout_s: float, method: str = "GET"):
@@ -223,22 +208,22 @@ def _read(response, clock: _Clock | None = None, size: int = 0) -> bytes:
         raise _TransientError(f"connection broke mid-stream ({type(exc).__name__}: {exc})") from exc
 
 
-def _published(response) -> Published:
+def _tokens(response) -> ChangeTokens:
     headers = getattr(response, "headers", None) or {}
     length = headers.get("Content-Length")
-    return Published(
+    return ChangeTokens(
         int(length) if length is not None and length.isdigit() else None,
         headers.get("ETag"), headers.get("Last-Modified"),
     )
 
 
-def _check_complete(published: Published, size: int) -> None:
+def _check_complete(tokens: ChangeTokens, size: int) -> None:
     """A body shorter than its Content-Length is a broken transfer, not a broken file: retry it."""
-    if published.content_length is not None and published.content_length != size:
-        raise _TransientError(f"transfer ended at {size:,} of {published.content_length:,} bytes")
+    if tokens.content_length is not None and tokens.content_length != size:
+        raise _TransientError(f"transfer ended at {size:,} of {tokens.content_length:,} bytes")
 
 
-def probe(url: str, retry: RetrySettings | float = RetrySettings(), progress: Callable[[str], None] = log.info) -> Published | None:
+def probe(url: str, retry: RetrySettings | float = RetrySettings(), progress: Callable[[str], None] = log.info) -> ChangeTokens | None:
     """A HEAD request: the file's change tokens if the source has it now, None if not (403/404).
 
     Network faults (a reset, a stall, a 5xx) are retried with the downloads' backoff; after the
@@ -249,7 +234,7 @@ def probe(url: str, retry: RetrySettings | float = RetrySettings(), progress: Ca
     for attempt in range(1, retry.attempts + 1):
         try:
             with _open(url, file_name, retry.timeout_s, method="HEAD") as response:
-                return _published(response)
+                return _tokens(response)
         except SourceNotFoundError:
             return None
         except _TransientError as exc:

@@ -53,7 +53,7 @@ class MonthObjects:
     def rejected_key(self) -> str:
         return f"{self._folder}/rejected/{self._name}"
 
-    def published(self) -> StoredObject | None:
+    def month_object(self) -> StoredObject | None:
         return self.store.stat(self.object_key)
 
     def rejected(self) -> StoredObject | None:
@@ -87,9 +87,9 @@ class MonthObjects:
                 STATE: PUBLISHED, "publication_at": _now(), "published_by_run": run_id,
             })
         except StoreError:
-            published = self.published()
-            if self.store.stat(stored.key) is None and published and published.metadata.get("md5") == stored.metadata.get("md5"):
-                return published
+            in_place = self.month_object()
+            if self.store.stat(stored.key) is None and in_place and in_place.metadata.get("md5") == stored.metadata.get("md5"):
+                return in_place
             raise
 
     def reject(self, stored: StoredObject, run_id: str, error: str) -> StoredObject:

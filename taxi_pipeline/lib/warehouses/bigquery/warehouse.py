@@ -197,7 +197,7 @@ def staged_table(colour: Colour, month: dt.date, raw: RawFile) -> str:
     """The month's staging table for the file `raw`: named after its bytes (MD5), so that a run
     merges the table built from its own file whatever other runs of the month stage meanwhile."""
     suffix = f"__{raw.md5[:16]}" if raw.md5 else ""
-    return f"{colour.staging_table(month)}{suffix}"
+    return f"{colour.month_table(month)}{suffix}"
 
 
 def _complete(report: ShapeReport | None) -> bool:

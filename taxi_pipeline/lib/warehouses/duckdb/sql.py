@@ -53,14 +53,14 @@ def empty_main_rows(colour: Colour) -> str:
 
 
 def create_main_view(dataset: str, colour: Colour, month_tables: list[str]) -> str:
-    """The main table: every published month, by name (a month's columns may be fewer)."""
+    """The main table: every merged month, by name (a month's columns may be fewer)."""
     parts = [f"SELECT * FROM ({empty_main_rows(colour)})"]
     parts += [f"SELECT * FROM {table(dataset, name)}" for name in month_tables]
     return f"CREATE OR REPLACE VIEW {table(dataset, colour.main_table)} AS " + " UNION ALL BY NAME ".join(parts)
 
 
 def month_tables() -> str:
-    """The published month tables of a colour, oldest first. Binds $dataset and $pattern."""
+    """The month tables of a colour, oldest first. Binds $dataset and $pattern."""
     return (
         "SELECT table_name FROM duckdb_tables() WHERE schema_name = $dataset "
         "AND regexp_full_match(table_name, $pattern) ORDER BY table_name"
@@ -348,16 +348,16 @@ def month_params(file_names: tuple[str, ...]) -> dict[str, str]:
     return {f"month_file_{i}": name for i, name in enumerate(file_names)}
 
 
-def count_vanished_ids(dataset: str, published: str, staged: str) -> str:
-    """Ids of the published month that the newly staged month no longer has."""
+def count_vanished_ids(dataset: str, month_table: str, staged: str) -> str:
+    """Ids of the month table that the newly staged month no longer has."""
     return (
-        f"SELECT count(*) FROM {table(dataset, published)} p WHERE NOT EXISTS "
+        f"SELECT count(*) FROM {table(dataset, month_table)} p WHERE NOT EXISTS "
         f"(SELECT 1 FROM {table(dataset, staged)} s WHERE s.unique_row_id = p.unique_row_id)"
     )
 
 
 def month_stats(dataset: str, month_table: str, file_names: int) -> str:
-    """Rows and distinct ids of one month: its published table is the main view's only source of
+    """Rows and distinct ids of one month: its month table is the main view's only source of
     the month's rows, so the other months are not read. Binds the month's file names."""
     return (
         "SELECT count(*), count(DISTINCT unique_row_id) "

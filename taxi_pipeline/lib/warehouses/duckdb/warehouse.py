@@ -72,7 +72,7 @@ class DuckDBWarehouse:
         return f"{self.dataset}.{validate_identifier('table', table)}"
 
     def stage(self, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
-        """Builds the month into `<month table>__next`, unless the month is published or staged
+        """Builds the month into `<month table>__next`, unless the month table or the staged table was built
         already from the same bytes by the same code (a re-run: nothing to build)."""
         with self.connect() as con:
             self._ensure_layout(con, colour)  # a table of another shape: touch nothing
@@ -88,12 +88,12 @@ class DuckDBWarehouse:
         return create, number, _fingerprint(raw.md5, raw.file_name, [create, number]) if raw.md5 else None
 
     def _stage_in(self, con: duckdb.DuckDBPyConnection, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
-        published = colour.staging_table(month)
-        staged, building = f"{published}__next", f"{published}__building"
+        month_table = colour.month_table(month)
+        staged, building = f"{month_table}__next", f"{month_table}__building"
         params = {"path": raw.uri, "filename": raw.file_name}
         create, number, fingerprint = self._statements(colour, raw, building)
         if fingerprint is not None:
-            for name in (published, staged):
+            for name in (month_table, staged):
                 if self._comment(con, name) != fingerprint:
                     continue
                 # Built from these very bytes by these very statements: rebuilding would give
@@ -105,7 +105,7 @@ class DuckDBWarehouse:
                 # Kept only if it reads whole: a count is the table's metadata, while damage
                 # (a truncated or corrupted file) shows only when its blocks are read.
                 con.execute(sql.read_every_column(self.dataset, name)).fetchall()
-                if name == published:
+                if name == month_table:
                     con.execute(sql.drop_table(self.dataset, staged))  # a stale build
                 return StageResult(self.table_name(name), rows, reused=True)
         try:
@@ -146,51 +146,51 @@ class DuckDBWarehouse:
         """Publishes the month staged from `raw`: its table takes the month table's name, and the
         main view is rebuilt over the months, in one transaction. Nothing is copied, so the cost
         does not grow with the table; the month's rows are exactly the file's, whichever source's
-        file the month held before. A re-run of a published month changes nothing.
+        file the month held before. A re-run of a merged month changes nothing.
 
         The month is tied to `raw` by construction: if the staged table was built from other
         bytes (a concurrent run of the month staged its own file since), it is built again from
         `raw` first, all under the file's one writer lock, and `then` (moving the file into the
         month's place in the bucket) runs before the lock is let go, so no other run's merge
         comes between the month and its object."""
-        published = colour.staging_table(month)
-        staged = f"{published}__next"
+        month_table = colour.month_table(month)
+        staged = f"{month_table}__next"
         with self.connect() as con:
             self._ensure_layout(con, colour)
-            fingerprint = self._statements(colour, raw, f"{published}__building")[2]
+            fingerprint = self._statements(colour, raw, f"{month_table}__building")[2]
             if fingerprint is not None and self._comment(con, staged) != fingerprint and (
-                    self._exists(con, staged) or self._comment(con, published) != fingerprint):
+                    self._exists(con, staged) or self._comment(con, month_table) != fingerprint):
                 self.log(f"{self.table_name(staged)} does not hold {raw.file_name} (md5 {raw.md5}): another run of "
                          "the month staged its own file since; staging this run's file again before the merge")
                 self._stage_in(con, colour, month, raw)
-            result = self._publish(con, colour, month)
+            result = self._swap_in(con, colour, month)
             if then is not None:
                 then()
         return result
 
-    def _publish(self, con: duckdb.DuckDBPyConnection, colour: Colour, month: dt.date) -> MergeResult:
-        published = colour.staging_table(month)
-        staged = f"{published}__next"
+    def _swap_in(self, con: duckdb.DuckDBPyConnection, colour: Colour, month: dt.date) -> MergeResult:
+        month_table = colour.month_table(month)
+        staged = f"{month_table}__next"
         if not self._exists(con, staged):
-            if not self._exists(con, published):
-                raise RuntimeError(f"{self.table_name(published)} is not staged: materialize the staging asset first")
-            [(rows,)] = con.execute(sql.count_rows(self.dataset, published)).fetchall()
+            if not self._exists(con, month_table):
+                raise RuntimeError(f"{self.table_name(month_table)} is not staged: materialize the staging asset first")
+            [(rows,)] = con.execute(sql.count_rows(self.dataset, month_table)).fetchall()
             return MergeResult(self.table_name(colour.main_table), 0, 0, rows, self._table_rows(con, colour))
         [(month_rows,)] = con.execute(sql.count_rows(self.dataset, staged)).fetchall()
         # One transaction: readers see the month before or after, never in between, and a
         # killed run rolls back to the month as it was.
         con.execute("BEGIN TRANSACTION")
-        if self._exists(con, published):
+        if self._exists(con, month_table):
             # What changed, for the run's metadata: ids gone, and ids new (ids are distinct
-            # within a month, so new = staged - (published - vanished)).
-            [(before,)] = con.execute(sql.count_rows(self.dataset, published)).fetchall()
-            [(deleted,)] = con.execute(sql.count_vanished_ids(self.dataset, published, staged)).fetchall()
+            # within a month, so new = staged - (month table - vanished)).
+            [(before,)] = con.execute(sql.count_rows(self.dataset, month_table)).fetchall()
+            [(deleted,)] = con.execute(sql.count_vanished_ids(self.dataset, month_table, staged)).fetchall()
             inserted = month_rows - (before - deleted)
-            con.execute(sql.drop_table(self.dataset, published))
+            con.execute(sql.drop_table(self.dataset, month_table))
         else:
             inserted, deleted = month_rows, 0
-        con.execute(sql.rename_table(self.dataset, staged, published))
-        self._publish_view(con, colour)
+        con.execute(sql.rename_table(self.dataset, staged, month_table))
+        self._rebuild_main_view(con, colour)
         con.execute("COMMIT")
         return MergeResult(self.table_name(colour.main_table), inserted, deleted, month_rows, self._table_rows(con, colour))
 
@@ -199,19 +199,19 @@ class DuckDBWarehouse:
         return found[0][0] if found else None
 
     def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
-        published = colour.staging_table(month)
+        month_table = colour.month_table(month)
         with self.connect() as con:
             self._ensure_layout(con, colour)
-            if not self._exists(con, published):
+            if not self._exists(con, month_table):
                 return MonthStats(0, 0)
             with self._aggregating(con):
                 [(rows, distinct)] = con.execute(
-                    sql.month_stats(self.dataset, published, len(month_file_names)), sql.month_params(month_file_names)
+                    sql.month_stats(self.dataset, month_table, len(month_file_names)), sql.month_params(month_file_names)
                 ).fetchall()
         return MonthStats(rows, distinct)
 
     def loaded_months(self, colour: Colour) -> dict[dt.date, int]:
-        """The months the main table holds, with their rows (published month tables with rows).
+        """The months the main table holds, with their rows (month tables with rows).
 
         Reads without waiting: a run holding the file makes this raise `WarehouseBusyError`."""
         if not self.path.exists():
@@ -246,7 +246,7 @@ class DuckDBWarehouse:
         params = {"dataset": self.dataset, "pattern": colour.month_table_pattern}
         return [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
 
-    def _publish_view(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
+    def _rebuild_main_view(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
         con.execute(sql.create_main_view(self.dataset, colour, self._month_tables(con, colour)))
 
     def _ensure_layout(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
@@ -263,7 +263,7 @@ class DuckDBWarehouse:
         if hex_ids:
             self._convert_hex_ids(con, colour, hex_ids)
         elif kind is None:
-            self._publish_view(con, colour)
+            self._rebuild_main_view(con, colour)
 
     def _convert_legacy_table(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
         legacy = f"{colour.main_table}__legacy"
@@ -285,10 +285,10 @@ class DuckDBWarehouse:
             by_month.setdefault(found[1], []).append(file_name)
         for month_text, names in by_month.items():
             month = dt.date.fromisoformat(f"{month_text}-01")
-            con.execute(sql.split_off_month(self.dataset, legacy, colour.staging_table(month), len(names)),
+            con.execute(sql.split_off_month(self.dataset, legacy, colour.month_table(month), len(names)),
                         sql.month_params(tuple(names)))
         con.execute(sql.drop_table(self.dataset, legacy))
-        self._publish_view(con, colour)
+        self._rebuild_main_view(con, colour)
         con.execute("COMMIT")
 
     def _convert_hex_ids(self, con: duckdb.DuckDBPyConnection, colour: Colour, names: list[str]) -> None:
@@ -303,7 +303,7 @@ class DuckDBWarehouse:
         con.execute("BEGIN TRANSACTION")
         for name in names:
             con.execute(sql.convert_ids(self.dataset, name))
-        self._publish_view(con, colour)
+        self._rebuild_main_view(con, colour)
         con.execute("COMMIT")
 
     def _id_type(self, con: duckdb.DuckDBPyConnection, name: str) -> str | None:
