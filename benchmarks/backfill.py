@@ -29,7 +29,7 @@ from benchmarks.backfill_report import collect, write
 from benchmarks.bench import MEMORY_LIMIT, _folder_bytes, _python, used_bytes
 from benchmarks.dagster_stack import dagster_stack, environment, wait_for_daemon
 from taxi_pipeline.lib.colours import COLOURS
-from taxi_pipeline_tests.servers import serve_folder
+from taxi_pipeline_tests.helpers.servers import serve_folder
 
 ROOT = Path(__file__).parents[1]
 LAUNCH = """mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {

@@ -25,7 +25,7 @@ import duckdb
 
 from benchmarks.make_month import make_month, make_parquet_month
 from benchmarks.monitor import Measurement, measure
-from taxi_pipeline_tests.servers import serve_folder
+from taxi_pipeline_tests.helpers.servers import serve_folder
 
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent

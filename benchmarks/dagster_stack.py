@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psutil
 
-from taxi_pipeline_tests.graphql import graphql
-from taxi_pipeline_tests.servers import stop_process_group
+from taxi_pipeline_tests.helpers.graphql import graphql
+from taxi_pipeline_tests.helpers.servers import stop_process_group
 
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent

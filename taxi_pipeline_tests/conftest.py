@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from taxi_pipeline_tests.servers import MirrorServer, serve_folder
-from taxi_pipeline_tests.support import MIRROR, forget_closed_dagster_instances, make_resources
+from taxi_pipeline_tests.helpers.servers import MirrorServer, serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, forget_closed_dagster_instances, make_resources
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def resources(taxi_home, http_mirror):
 def _gcp_stack(tmp_path_factory):
     import time
 
-    from taxi_pipeline_tests.emulators import gcp_stack
+    from taxi_pipeline_tests.helpers.emulators import gcp_stack
 
     workdir = tmp_path_factory.mktemp("emulators")
     started = time.monotonic()
@@ -85,7 +85,7 @@ def _bigquery_rules(request):
     if "gcp_emulators" not in request.fixturenames:
         yield
         return
-    from taxi_pipeline_tests.bigquery_rules import check_requests
+    from taxi_pipeline_tests.helpers.bigquery_rules import check_requests
 
     _, bq_proxy, gcs_proxy = request.getfixturevalue("_gcp_stack")
     start = {proxy: len(proxy.since(0)) for proxy in (bq_proxy, gcs_proxy)}
@@ -106,8 +106,8 @@ def bq(gcp_emulators):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import bigquery
 
-    from taxi_pipeline_tests.bq_proxy import TEST_AGENT
-    from taxi_pipeline_tests.emulators import PROJECT
+    from taxi_pipeline_tests.helpers.bq_proxy import TEST_AGENT
+    from taxi_pipeline_tests.helpers.emulators import PROJECT
 
     client = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials(), client_info=ClientInfo(user_agent=TEST_AGENT),
                              client_options={"api_endpoint": gcp_emulators["BIGQUERY_EMULATOR_HOST"]})

@@ -16,7 +16,7 @@ import pytest
 
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.stores.local import LocalObjectStore
-from taxi_pipeline_tests.bad_inputs import (
+from taxi_pipeline_tests.helpers.bad_inputs import (
     CASES,
     RAW,
     STAGING,
@@ -26,8 +26,8 @@ from taxi_pipeline_tests.bad_inputs import (
     md5,
     raw_materializations,
 )
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, TLC, load_month, make_resources, query, table_checksum
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, TLC, load_month, make_resources, query, table_checksum
 
 pytestmark = pytest.mark.faults
 

@@ -11,7 +11,7 @@ import pytest
 from taxi_pipeline.lib import gcp_roles
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline.lib.warehouses.bigquery import sql
-from taxi_pipeline_tests.bigquery_rules import (
+from taxi_pipeline_tests.helpers.bigquery_rules import (
     CLUSTERING,
     PARTITION_FILTER,
     PARTITIONING,
@@ -19,9 +19,9 @@ from taxi_pipeline_tests.bigquery_rules import (
     WHOLE_TABLE_COUNT,
     statement_problems,
 )
-from taxi_pipeline_tests.bq_proxy import TEST_AGENT, Recorded
-from taxi_pipeline_tests.gcp_calls import _ROUTES, PERMISSIONS, classify
-from taxi_pipeline_tests.request_rules import IAM, NEEDLESS_DDL, permissions_used, request_problems
+from taxi_pipeline_tests.helpers.bq_proxy import TEST_AGENT, Recorded
+from taxi_pipeline_tests.helpers.gcp_calls import _ROUTES, PERMISSIONS, classify
+from taxi_pipeline_tests.helpers.request_rules import IAM, NEEDLESS_DDL, permissions_used, request_problems
 
 T = "`test-project.zoomcamp.green_tripdata`"
 BQ = "/bigquery/v2/projects/test-project"

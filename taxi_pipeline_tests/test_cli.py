@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from taxi_pipeline_tests.support import query, wait_until_each_logged, warehouse_held
+from taxi_pipeline_tests.helpers.support import query, wait_until_each_logged, warehouse_held
 
 ROOT = Path(__file__).parents[1]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from taxi_pipeline_tests.compose_stack import (
+from taxi_pipeline_tests.helpers.compose_stack import (
     DATASET,
     IMAGE,
     PASSWORD,
@@ -29,11 +29,11 @@ from taxi_pipeline_tests.compose_stack import (
     run_failure_message,
     wait_for_backfill,
 )
-from taxi_pipeline_tests.docker_engine import docker_engine, prepare_base_images
-from taxi_pipeline_tests.emulators import PROJECT
-from taxi_pipeline_tests.postgres import free_port
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, TLC, read_csv_gz, write_csv_gz
+from taxi_pipeline_tests.helpers.docker_engine import docker_engine, prepare_base_images
+from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.postgres import free_port
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, TLC, read_csv_gz, write_csv_gz
 
 pytestmark = pytest.mark.deploy
 

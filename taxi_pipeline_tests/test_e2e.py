@@ -21,9 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxi_pipeline.lib.colours import GREEN, YELLOW
-from taxi_pipeline_tests.graphql import graphql
-from taxi_pipeline_tests.servers import serve_folder, stop_process_group
-from taxi_pipeline_tests.support import MIRROR, TLC, query, read_csv_gz, write_csv_gz
+from taxi_pipeline_tests.helpers.graphql import graphql
+from taxi_pipeline_tests.helpers.servers import serve_folder, stop_process_group
+from taxi_pipeline_tests.helpers.support import MIRROR, TLC, query, read_csv_gz, write_csv_gz
 
 pytestmark = pytest.mark.e2e
 

@@ -16,9 +16,9 @@ import pytest
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.shrink import ACCEPT_TAG
 from taxi_pipeline.lib.stores.local import LocalObjectStore
-from taxi_pipeline_tests.bad_inputs import failure
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import (
+from taxi_pipeline_tests.helpers.bad_inputs import failure
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import (
     MIRROR,
     TLC,
     load_month,

@@ -25,8 +25,8 @@ from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.lib.colours import GREEN, Colour
 from taxi_pipeline.lib.identifiers import validate_bucket_name, validate_object_key
 from taxi_pipeline.lib.stores.local import LocalObjectStore
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import (
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import (
     MIRROR,
     load_month,
     make_resources,

@@ -31,9 +31,9 @@ from google.cloud import bigquery, storage
 from taxi_pipeline.defs.gcp_target import GcpTarget, TaxiBigQueryResource
 from taxi_pipeline.defs.resources import SourceResource
 from taxi_pipeline.lib.colours import GREEN, YELLOW
-from taxi_pipeline_tests.emulators import PROJECT
-from taxi_pipeline_tests.parquet_eras import write_era
-from taxi_pipeline_tests.support import (
+from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.parquet_eras import write_era
+from taxi_pipeline_tests.helpers.support import (
     MIRROR,
     TLC,
     copy_mirror,

@@ -17,10 +17,18 @@ import pytest
 from google.cloud import storage
 
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline_tests.bad_inputs import CASES, STAGING, Case, failure, forbidden, md5, raw_materializations
-from taxi_pipeline_tests.emulators import PROJECT
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, TLC, load_month
+from taxi_pipeline_tests.helpers.bad_inputs import (
+    CASES,
+    STAGING,
+    Case,
+    failure,
+    forbidden,
+    md5,
+    raw_materializations,
+)
+from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, TLC, load_month
 from taxi_pipeline_tests.test_bad_input import good_bytes
 from taxi_pipeline_tests.test_gcp import gcp_resources
 

@@ -11,10 +11,10 @@ import pytest
 from google.cloud import storage
 
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline_tests.bad_inputs import failure
-from taxi_pipeline_tests.emulators import PROJECT
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, load_month
+from taxi_pipeline_tests.helpers.bad_inputs import failure
+from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, load_month
 from taxi_pipeline_tests.test_gcp import _counts, gcp_resources, names  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.gcp

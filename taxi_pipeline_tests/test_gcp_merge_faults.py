@@ -28,11 +28,11 @@ from google.cloud import storage
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.warehouses.bigquery.dataset import ensure_dataset
-from taxi_pipeline_tests.bad_inputs import failure, md5
-from taxi_pipeline_tests.bq_proxy import TEST_AGENT
-from taxi_pipeline_tests.emulators import PROJECT
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, load_month
+from taxi_pipeline_tests.helpers.bad_inputs import failure, md5
+from taxi_pipeline_tests.helpers.bq_proxy import TEST_AGENT
+from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, load_month
 from taxi_pipeline_tests.test_gcp import _counts, _merge_meta, gcp_resources
 
 pytestmark = pytest.mark.gcp

@@ -15,7 +15,7 @@ from google.cloud import storage
 
 from taxi_pipeline.lib.stores.base import StoreError
 from taxi_pipeline.lib.stores.gcs import GcsObjectStore
-from taxi_pipeline_tests.emulators import PROJECT
+from taxi_pipeline_tests.helpers.emulators import PROJECT
 
 pytestmark = pytest.mark.gcp
 

@@ -22,9 +22,9 @@ import pytest
 
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.stores.local import LocalObjectStore
-from taxi_pipeline_tests.bad_inputs import CASES, STAGING, failure, md5
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, load_month, make_resources, query, table_checksum
+from taxi_pipeline_tests.helpers.bad_inputs import CASES, STAGING, failure, md5
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, load_month, make_resources, query, table_checksum
 
 pytestmark = pytest.mark.faults
 
@@ -39,7 +39,7 @@ _CHILD = """
 import contextlib, sys, time
 from pathlib import Path
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline_tests.support import load_month, make_resources
+from taxi_pipeline_tests.helpers.support import load_month, make_resources
 home, url, where = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 def pause():

@@ -16,7 +16,7 @@ import duckdb
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from taxi_pipeline_tests.postgres import BIN, ROOT, service
+from taxi_pipeline_tests.helpers.postgres import BIN, ROOT, service
 
 pytestmark = pytest.mark.deploy
 

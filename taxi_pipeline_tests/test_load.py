@@ -16,7 +16,7 @@ from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.warehouses.duckdb import sql as duckdb_sql
 from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
-from taxi_pipeline_tests.support import (
+from taxi_pipeline_tests.helpers.support import (
     MIRROR,
     copy_mirror,
     load_month,

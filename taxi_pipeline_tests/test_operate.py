@@ -27,7 +27,7 @@ from taxi_pipeline.lib.warehouses.duckdb import admin as duckdb_admin
 from taxi_pipeline.lib.warehouses.duckdb.admin import check_main_table
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import LOCK_TAKEN, lock_holder, lock_wait_message
 from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError
-from taxi_pipeline_tests.support import MIRROR, load_month, make_resources, query, reference_ids
+from taxi_pipeline_tests.helpers.support import MIRROR, load_month, make_resources, query, reference_ids
 
 ROOT = Path(__file__).parents[1]
 GREEN_KEYS = ["green_raw_file", "green_staging", "green_tripdata"]

@@ -20,8 +20,8 @@ from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.warehouses.bigquery.admin import check_main_table
 from taxi_pipeline.lib.warehouses.shape import ForeignTableError
-from taxi_pipeline_tests.emulators import PROJECT
-from taxi_pipeline_tests.support import MIRROR, reference_ids
+from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.support import MIRROR, reference_ids
 from taxi_pipeline_tests.test_operate import cli, environment, execute_job, records
 
 pytestmark = pytest.mark.gcp

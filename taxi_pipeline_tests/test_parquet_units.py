@@ -10,7 +10,7 @@ import pytest
 from taxi_pipeline.lib.colours import GREEN
 from taxi_pipeline.lib.sources.base import InvalidFileError
 from taxi_pipeline.lib.sources.parquet import check_schema
-from taxi_pipeline_tests.support import TLC
+from taxi_pipeline_tests.helpers.support import TLC
 
 REAL = TLC / "green_tripdata_2025-01.parquet"
 

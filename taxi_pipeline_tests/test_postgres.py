@@ -1,5 +1,5 @@
 """A team's instance (deploy/) on a real PostgreSQL: Debian's server, started by the tests on
-127.0.0.1 (taxi_pipeline_tests/postgres.py), one fresh database per instance set up by
+127.0.0.1 (taxi_pipeline_tests/helpers/postgres.py), one fresh database per instance set up by
 deploy/init-instance; `dagster` CLI subprocesses; a gRPC code server, a webserver and a daemon on
 127.0.0.1 with deploy/workspace.grpc.yaml; DuckDB files in a temporary TAXI_HOME, loaded from the
 bundled mirror of real TLC files through file://. Run records and event logs are read from
@@ -32,8 +32,8 @@ from dagster._serdes import deserialize_value
 from dagster_k8s import K8sRunLauncher
 
 from taxi_pipeline.defs.deployment import SingleHostTargetError, check_single_host_target
-from taxi_pipeline_tests.graphql import graphql
-from taxi_pipeline_tests.postgres import (
+from taxi_pipeline_tests.helpers.graphql import graphql
+from taxi_pipeline_tests.helpers.postgres import (
     BIN,
     ROOT,
     PostgresServer,

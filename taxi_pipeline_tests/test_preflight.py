@@ -12,7 +12,7 @@ from google.cloud import storage
 
 from taxi_pipeline.lib.preflight import verdicts
 from taxi_pipeline.lib.preflight.estimate import estimate
-from taxi_pipeline_tests.emulators import PROJECT
+from taxi_pipeline_tests.helpers.emulators import PROJECT
 from taxi_pipeline_tests.test_operate import cli, execute_job
 from taxi_pipeline_tests.test_operate_gcp import gcp_env  # noqa: F401  (a fixture)
 

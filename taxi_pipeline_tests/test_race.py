@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from taxi_pipeline.lib.stores.local import LocalObjectStore
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, query, read_csv_gz, reference_ids, write_csv_gz
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, query, read_csv_gz, reference_ids, write_csv_gz
 
 pytestmark = pytest.mark.faults
 

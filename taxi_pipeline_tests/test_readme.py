@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from taxi_pipeline_tests.servers import stop_process_group
-from taxi_pipeline_tests.support import query
+from taxi_pipeline_tests.helpers.servers import stop_process_group
+from taxi_pipeline_tests.helpers.support import query
 
 pytestmark = pytest.mark.e2e
 

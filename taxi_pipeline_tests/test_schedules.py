@@ -13,7 +13,7 @@ from taxi_pipeline.defs.jobs import build_colour_job
 from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.schedules import build_colour_schedule
 from taxi_pipeline.lib.colours import GREEN, YELLOW
-from taxi_pipeline_tests.support import copy_mirror, make_resources, query, warehouse_held
+from taxi_pipeline_tests.helpers.support import copy_mirror, make_resources, query, warehouse_held
 
 
 def _tick(colour, when: dt.datetime, resources):

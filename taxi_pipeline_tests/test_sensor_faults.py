@@ -24,8 +24,8 @@ from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.schedules import build_colour_schedule
 from taxi_pipeline.defs.sensors import DAILY, RETRY_S, build_colour_sensor
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import MIRROR, TLC, make_resources
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import MIRROR, TLC, make_resources
 
 pytestmark = pytest.mark.faults
 

@@ -25,9 +25,9 @@ from taxi_pipeline.defs.jobs import build_colour_job
 from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.sensors import build_colour_sensor
 from taxi_pipeline.lib.colours import GREEN, YELLOW
-from taxi_pipeline_tests.parquet_eras import independent_parquet_ids, write_era
-from taxi_pipeline_tests.servers import serve_folder
-from taxi_pipeline_tests.support import (
+from taxi_pipeline_tests.helpers.parquet_eras import independent_parquet_ids, write_era
+from taxi_pipeline_tests.helpers.servers import serve_folder
+from taxi_pipeline_tests.helpers.support import (
     MIRROR,
     TLC,
     load_month,

@@ -25,9 +25,9 @@ from zetasql.core.exceptions import ServerError
 from taxi_pipeline.lib.colours import GREEN, YELLOW, Colour
 from taxi_pipeline.lib.rowid import canonical_text, row_ids, typed_value
 from taxi_pipeline.lib.sources.parquet import type_kind
-from taxi_pipeline_tests.emulators import PROJECT
-from taxi_pipeline_tests.parquet_eras import independent_parquet_ids, write_era
-from taxi_pipeline_tests.support import (
+from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.parquet_eras import independent_parquet_ids, write_era
+from taxi_pipeline_tests.helpers.support import (
     MIRROR,
     TLC,
     load_month,
@@ -37,9 +37,9 @@ from taxi_pipeline_tests.support import (
     reference_ids,
     write_csv_gz,
 )
+from taxi_pipeline_tests.helpers.zetasql_engine import Table, ZetaSQL
+from taxi_pipeline_tests.helpers.zetasql_replay import Replay, raw_from_csv, raw_from_parquet, recorded_jobs
 from taxi_pipeline_tests.test_gcp import gcp_resources, names  # noqa: F401 (the fixture)
-from taxi_pipeline_tests.zetasql_engine import Table, ZetaSQL
-from taxi_pipeline_tests.zetasql_replay import Replay, raw_from_csv, raw_from_parquet, recorded_jobs
 
 pytestmark = pytest.mark.zetasql
 

@@ -27,8 +27,8 @@ from zetasql.api import Parser
 
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.warehouses.bigquery.sql import TYPES
-from taxi_pipeline_tests.bq_proxy import Recorded
-from taxi_pipeline_tests.zetasql_engine import Table, ZetaSQL
+from taxi_pipeline_tests.helpers.bq_proxy import Recorded
+from taxi_pipeline_tests.helpers.zetasql_engine import Table, ZetaSQL
 
 PARTITIONS_VIEW = {  # https://cloud.google.com/bigquery/docs/information-schema-partitions#schema
     "table_catalog": "STRING", "table_schema": "STRING", "table_name": "STRING", "partition_id": "STRING",

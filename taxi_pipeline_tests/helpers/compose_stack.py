@@ -20,11 +20,11 @@ import yaml
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._serdes import deserialize_value
 
-from taxi_pipeline_tests.docker_engine import Engine
-from taxi_pipeline_tests.emulators import PROJECT
-from taxi_pipeline_tests.graphql import graphql
+from taxi_pipeline_tests.helpers.docker_engine import Engine
+from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.graphql import graphql
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE_PROJECT = "taxi_pipeline"  # the -p every command gives: names the Postgres volume
 IMAGE = "taxi-pipeline:deploy-test"

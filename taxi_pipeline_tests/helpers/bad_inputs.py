@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxi_pipeline.lib.colours import GREEN
-from taxi_pipeline_tests.support import DATA, MIRROR, TLC
+from taxi_pipeline_tests.helpers.support import DATA, MIRROR, TLC
 
 RAW, STAGING = "green_raw_file", "green_staging"
 XML_403 = (DATA / "responses" / "cloudfront_403_accessdenied_body.xml").read_bytes()

@@ -14,7 +14,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-from taxi_pipeline_tests.bq_proxy import Recorded
+from taxi_pipeline_tests.helpers.bq_proxy import Recorded
 
 _GCS_IAM = "https://cloud.google.com/storage/docs/access-control/iam-json"
 _BQ_REST = "https://cloud.google.com/bigquery/docs/reference/rest/v2/"

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psycopg2
 
-from taxi_pipeline_tests.servers import stop_process_group
+from taxi_pipeline_tests.helpers.servers import stop_process_group
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 BIN = Path(sys.executable).parent
 USER = "dagster"
 PASSWORD = "taxi-test-password"

@@ -20,9 +20,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from taxi_pipeline_tests.bq_proxy import Proxy
+from taxi_pipeline_tests.helpers.bq_proxy import Proxy
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 BQ_VENV = Path(os.environ.get("BQ_EMU_VENV", ROOT / ".venv-bqemu"))
 DUCKDB_EXTENSIONS = ("ducklake", "icu", "httpfs", "spatial")
 PROJECT = "test-project"

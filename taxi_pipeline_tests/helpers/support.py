@@ -22,7 +22,7 @@ from taxi_pipeline.defs.resources import LocalTarget, SourceResource
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.rowid import row_ids
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 MIRROR = DATA / "mirror"  # the release's layout: <colour>/<file>.csv.gz
 TLC = DATA / "tlc"  # the TLC's layout: <file>.parquet, flat
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from sqlglot import exp
 
 from taxi_pipeline.lib import gcp_roles
-from taxi_pipeline_tests.bigquery_rules import (
+from taxi_pipeline_tests.helpers.bigquery_rules import (
     CLUSTERING,
     PARTITIONING,
     TIME_TYPES,
@@ -24,8 +24,8 @@ from taxi_pipeline_tests.bigquery_rules import (
     rest_type,
     statement_problems,
 )
-from taxi_pipeline_tests.bq_proxy import Recorded
-from taxi_pipeline_tests.gcp_calls import PERMISSIONS, Call, classify
+from taxi_pipeline_tests.helpers.bq_proxy import Recorded
+from taxi_pipeline_tests.helpers.gcp_calls import PERMISSIONS, Call, classify
 
 NEEDLESS_DDL = Rule(
     "no DDL for what the table's metadata (tables.get) already showed: each DDL statement is a job and "

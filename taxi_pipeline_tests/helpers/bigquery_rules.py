@@ -232,7 +232,7 @@ def _whole_table_count(tree: exp.Expression) -> bool:
 
 def check_requests(requests) -> list[str]:
     """Every rule the recorded requests break, as one line each: the rule, its URL, the offender."""
-    from taxi_pipeline_tests.request_rules import request_problems
+    from taxi_pipeline_tests.helpers.request_rules import request_problems
 
     lines = [f"- {rule.name}\n  ({rule.url})\n  {what}" for rule, what in request_problems(requests)]
     return list(dict.fromkeys(lines))  # a statement sent twice (two months, a retry) is one problem

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 # Debian's client: it builds with BuildKit (which reads deploy/Dockerfile.dockerignore); a newer
 # client first on PATH steps down to the 20.10 API and has no buildx, so only the legacy builder.
 DOCKER = "/usr/bin/docker"
