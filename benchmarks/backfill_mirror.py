@@ -1,7 +1,7 @@
 """The course's 2019-2020 backfill as files: 48 months of green and yellow with the release's row
 counts, built from real rows, laid out as the release serves them (`<colour>/<file>.csv.gz`).
 
-Row counts: the release's exact yearly totals (`../shared/research/kestra_anchor.md` 3.2) split
+Row counts: the release's exact yearly totals (the course's homework figures: DataTalksClub/data-engineering-zoomcamp, `cohorts/2023/week_3_data_warehouse/homework.md`) split
 over the months as the TLC's monthly counts are (3.3), by largest remainder, so every year sums
 exactly. A month's rows are real rows resampled with a fixed seed, as `make_month` does: yellow
 from the bundled 2021-01 head (22,792 rows), green from the bundled complete 2020-10 (95,120).

@@ -46,7 +46,7 @@ def make_month(dest: Path, rows: int, seed: int = 42, cache: Path | None = None)
     return dest
 
 
-# The TLC's yellow types from 2025-01 on (era C; `../shared/research/tlc_parquet.md` section 2).
+# The TLC's yellow types from 2025-01 on (era C: the schema of https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2025-01.parquet).
 _ERA_C = {
     "VendorID": "INTEGER", "passenger_count": "BIGINT", "RatecodeID": "BIGINT", "PULocationID": "INTEGER",
     "DOLocationID": "INTEGER", "payment_type": "BIGINT", "store_and_fwd_flag": "VARCHAR",

@@ -1,1 +1,1 @@
-"""The operators' CLI: `python -m taxi_pipeline counts | fresh-start <colour>|all | adopt <colour>`."""
+"""The operators' CLI: `python -m taxi_pipeline counts | fresh-start <colour>|all | adopt <colour> | preflight`."""

@@ -2,7 +2,7 @@
 
 No real yellow Parquet file could be had here (every one is over 4 MiB), so the tests build
 yellow months from the real yellow CSV rows in `data/mirror`, typed as the TLC's files of each era
-are (`../shared/research/tlc_parquet.md` section 2). The green eras are here too, so the same real
+are (read from the TLC's own files, https://d37ci6vzurychx.cloudfront.net/trip-data/, with pyarrow). The green eras are here too, so the same real
 rows can be compared as CSV and as Parquet. The real green TLC files are in `data/tlc`.
 """
 

@@ -5,7 +5,7 @@ all-STRING schema (an empty field is NULL: the load's default null marker), a Pa
 BigQuery's conversion table (https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-parquet#parquet_conversions:
 INT32/INT64 -> INT64, DOUBLE -> FLOAT64, UTF8 byte arrays -> STRING, TIMESTAMP MICROS/MILLIS ->
 TIMESTAMP). A Parquet column of the null logical type is not in that table; BigQuery loads it as
-INT64 (seen by users of the course, ../shared/research/bigquery_real.md F10).
+INT64 (https://cloud.google.com/bigquery/docs/loading-data-cloud-storage-parquet#parquet_conversions).
 
 The reference implementation executes queries, not DDL, and its DML entry point takes no MERGE
 ("Statement kind RESOLVED_MERGE_STMT does not correspond to a DML statement"). So every statement

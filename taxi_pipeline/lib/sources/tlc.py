@@ -1,5 +1,5 @@
 """The NYC TLC's own trip-data folder: one Parquet file per colour and month, flat, every month
-from long before 2019 on, published 3-9 weeks after the month ends (`research/tlc_parquet.md`)."""
+from long before 2019 on, published 3-9 weeks after the month ends (https://www.nyc.gov/site/tlc/about/tlc-trip-record-data.page)."""
 
 from __future__ import annotations
 
