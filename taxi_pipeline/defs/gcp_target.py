@@ -63,7 +63,8 @@ class GcpTarget(TargetResource):
         return GcsObjectStore(self.gcs.get_client(), self.bucket, self.bigquery.location)
 
     def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
-        return BigQueryWarehouse(self.bigquery.get_client, self.bigquery.project, self.dataset, self.bigquery.location)
+        return BigQueryWarehouse(self.bigquery.get_client, self.bigquery.project, self.dataset, self.bigquery.location,
+                                 log=log)
 
     @classmethod
     def pools(cls, colour: Colour) -> dict[str, str | None]:

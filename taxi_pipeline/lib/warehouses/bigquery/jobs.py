@@ -7,12 +7,13 @@ import datetime as dt
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
 
-log = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)
 
 # BigQuery's sandbox (no billing account) refuses DML: https://cloud.google.com/bigquery/docs/sandbox#limitations
 _SANDBOX_WORDS = ("free tier", "sandbox", "billing has not been enabled", "billing is not enabled")
@@ -59,10 +60,12 @@ class JobCosts:
 class Jobs:
     """One client's jobs for one step; every query's cost lands in `costs`."""
 
-    def __init__(self, client: bigquery.Client, location: str | None = None):
+    def __init__(self, client: bigquery.Client, location: str | None = None,
+                 log: Callable[[str], None] | None = None):
         self.client = client
         self.location = location
         self.costs = JobCosts()
+        self.log = log or _logger.info
 
     def query(self, statement: str, params=(), *, dry_run: bool = False) -> bigquery.QueryJob:
         config = bigquery.QueryJobConfig(query_parameters=list(params), dry_run=dry_run)
@@ -92,7 +95,7 @@ class Jobs:
                 if "serialize" not in str(exc).lower() or attempt == attempts:
                     raise
                 delay = random.uniform(0.5, 1.0) * 2**attempt
-                log.info("merge conflicted with another run's DML; retrying in %.1f s", delay)
+                self.log(f"merge conflicted with another run's DML; retrying in {delay:.1f} s")
                 time.sleep(delay)
         raise AssertionError("unreachable")
 

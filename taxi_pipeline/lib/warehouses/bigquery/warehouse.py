@@ -27,7 +27,7 @@ from taxi_pipeline.lib.warehouses.bigquery.dataset import DatasetError, ensure_d
 from taxi_pipeline.lib.warehouses.bigquery.jobs import Jobs, dml_counts, month_params
 from taxi_pipeline.lib.warehouses.shape import ShapeReport, require_ours
 
-log = logging.getLogger(__name__)
+_logger = logging.getLogger(__name__)
 
 ClientFactory = Callable[[], contextlib.AbstractContextManager[bigquery.Client]]
 
@@ -37,13 +37,14 @@ class BigQueryWarehouse:
 
     def __init__(
         self, client: ClientFactory, project: str, dataset: str, location: str | None = None,
-        merge_attempts: int = 6,
+        merge_attempts: int = 6, log: Callable[[str], None] | None = None,
     ):
         self._client = client
         self.project = sql.validate_project(project)
         self.dataset = validate_dataset(dataset)
         self.location = location
         self.merge_attempts = merge_attempts
+        self.log = log or _logger.info  # what a user should see (the run's log)
 
     def table_name(self, table: str) -> str:
         return sql.table_id(self.project, self.dataset, table)
@@ -83,7 +84,7 @@ class BigQueryWarehouse:
                 staged = client.get_table(self.table_name(staging)).num_rows or 0
             except google_errors.NotFound:
                 staged = self.stage(colour, month, raw).rows
-            jobs = Jobs(client, self.location)
+            jobs = Jobs(client, self.location, self.log)
             self._ensure_main_table(client, jobs, colour)
             before = self._partition_rows(jobs, colour).get(month, 0)
             job = jobs.query_with_retries(
@@ -140,7 +141,7 @@ class BigQueryWarehouse:
         except google_errors.GoogleAPIError as exc:
             if not _complete(self._main_table(client, colour)):
                 raise
-            log.info("%s: another run completed it at the same time (%s)", self.table_name(colour.main_table), exc)
+            self.log(f"{self.table_name(colour.main_table)}: another run completed it at the same time ({exc})")
 
     def _complete_main_table(self, client: bigquery.Client, jobs: Jobs, colour: Colour,
                              report: ShapeReport | None) -> None:
