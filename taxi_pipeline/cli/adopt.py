@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from taxi_pipeline.cli.open_site import open_site
+from taxi_pipeline.cli.open_admin import open_admin
 from taxi_pipeline.lib.colours import COLOURS
 
 HELP = "convert a main table of another shape (the course's Kestra table), keeping every row"
@@ -37,12 +37,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_site() as site:
-        result = site.adopt(COLOURS[args.colour], args.keep_backup)
+    with open_admin() as admin:
+        result = admin.adopt(COLOURS[args.colour], args.keep_backup)
     if not result.changes:
         print(f"{result.table} is already this project's layout: nothing to do ({result.rows:,} rows)")
         return 0
-    print(f"adopted {result.table} ({site.warehouse_label}):")
+    print(f"adopted {result.table} ({admin.warehouse_label}):")
     for change in result.changes:
         print(f"  {change}")
     print(f"kept every row: {result.rows:,} rows in {len(result.files)} files, the same per file as before:")

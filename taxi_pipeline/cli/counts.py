@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from taxi_pipeline.cli.open_site import open_site
+from taxi_pipeline.cli.open_admin import open_admin
 from taxi_pipeline.lib.colours import COLOURS
 from taxi_pipeline.lib.warehouses.shape import ADOPT_COMMAND
 
@@ -23,9 +23,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_site() as site:
-        tables = site.main_tables(list(COLOURS.values()))
-    for note in site.notes:
+    with open_admin() as admin:
+        tables = admin.main_tables(list(COLOURS.values()))
+    for note in admin.notes:
         print(f"note: {note}", file=sys.stderr)
     for table in tables:
         print(table.qualified)

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from taxi_pipeline.cli.open_site import open_site
-from taxi_pipeline.cli.site import ObjectInfo, OperatorError, Site, TableInfo
+from taxi_pipeline.cli.open_admin import open_admin
 from taxi_pipeline.cli.text import count, size
+from taxi_pipeline.lib.admin.base import Admin, ObjectInfo, OperatorError, TableInfo
 from taxi_pipeline.lib.colours import COLOURS, Colour
 
 if TYPE_CHECKING:
@@ -65,13 +65,13 @@ def colour_tables(colour: Colour) -> Callable[[str], bool]:
     return lambda name: pattern.fullmatch(name) is not None
 
 
-def plan(site: Site, records: Records, colour: Colour) -> Plan:
+def plan(admin: Admin, records: Records, colour: Colour) -> Plan:
     main = colour.main_table
     return Plan(
         colour,
         # The main table first: deleted first, so from then on no month counts as loaded.
-        tables=sorted(site.tables(colour_tables(colour)), key=lambda t: (t.name != main, t.name)),
-        objects=site.objects(f"{colour.name}/"),
+        tables=sorted(admin.tables(colour_tables(colour)), key=lambda t: (t.name != main, t.name)),
+        objects=admin.objects(f"{colour.name}/"),
         records=records.summary(colour),
         in_flight=records.activity(colour),
     )
@@ -82,18 +82,18 @@ def run(args: argparse.Namespace) -> int:
 
     colours = list(COLOURS.values()) if args.colour == "all" else [COLOURS[args.colour]]
     records = Records()
-    with open_site() as site:
-        return start_afresh(site, records, colours, args.colour, yes=args.yes)
+    with open_admin() as admin:
+        return start_afresh(admin, records, colours, args.colour, yes=args.yes)
 
 
-def start_afresh(site: Site, records: Records, colours: list[Colour], asked: str, *, yes: bool) -> int:
-    plans = [plan(site, records, colour) for colour in colours]
-    for note in site.notes:
+def start_afresh(admin: Admin, records: Records, colours: list[Colour], asked: str, *, yes: bool) -> int:
+    plans = [plan(admin, records, colour) for colour in colours]
+    for note in admin.notes:
         print(f"note: {note}", file=sys.stderr)
     mode = "deleting" if yes else "dry run, nothing is deleted; add --yes to delete"
     print(f"fresh-start {asked} ({mode})")
     for p in plans:
-        show(p, site, records)
+        show(p, admin, records)
     if not yes:
         return 0
     busy = [f"{p.colour.name}: {item}" for p in plans for item in p.in_flight]
@@ -102,23 +102,23 @@ def start_afresh(site: Site, records: Records, colours: list[Colour], asked: str
                             "end them (the UI: Runs -> the run -> Terminate; a backfill: Overview -> Backfills -> "
                             "Cancel), then run fresh-start again:\n  " + "\n  ".join(busy))
     for p in plans:
-        delete(p, site, records)
-    left = [plan(site, records, colour) for colour in colours]
+        delete(p, admin, records)
+    left = [plan(admin, records, colour) for colour in colours]
     if any(not p.empty for p in left):
         raise OperatorError("something was not deleted; run the dry run again to see what")
     print("done: " + ", ".join(f"no {c.name} table, object or record is left" for c in colours))
     return 0
 
 
-def show(p: Plan, site: Site, records: Records) -> None:
+def show(p: Plan, admin: Admin, records: Records) -> None:
     print(f"\n{p.colour.name}:")
-    print(f"  tables in {site.warehouse_label}:" + ("" if p.tables else " none"))
+    print(f"  tables in {admin.warehouse_label}:" + ("" if p.tables else " none"))
     for t in p.tables:
         if t.kind == "view":
             print(f"    {t.qualified:<52} {'view over the month tables':>29}")
         else:
             print(f"    {t.qualified:<52} {count(t.rows, 'row'):>17}  {size(t.bytes):>10}")
-    print(f"  objects in {site.bucket_label} under {p.colour.name}/:" + ("" if p.objects else " none"))
+    print(f"  objects in {admin.bucket_label} under {p.colour.name}/:" + ("" if p.objects else " none"))
     for o in p.objects:
         print(f"    {o.key:<52} {size(o.size):>10}")
     print(f"  records in {records.label}:" + ("" if p.records else " none"))
@@ -136,8 +136,8 @@ def summary(p: Plan) -> str:
     return f"{tables}, {objects}, records of {count(len(p.records), 'asset')}"
 
 
-def delete(p: Plan, site: Site, records: Records) -> None:
-    site.drop_tables([t.name for t in p.tables])
-    site.delete_objects([o.key for o in p.objects])
+def delete(p: Plan, admin: Admin, records: Records) -> None:
+    admin.drop_tables([t.name for t in p.tables])
+    admin.delete_objects([o.key for o in p.objects])
     records.wipe([r.key for r in p.records])
     print(f"deleted {p.colour.name}: {summary(p)}")

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from taxi_pipeline.cli import adopt, counts, fresh_start, preflight
-from taxi_pipeline.cli.site import OperatorError
+from taxi_pipeline.lib.admin.base import OperatorError
 from taxi_pipeline.lib.warehouses.duckdb.admin import WarehouseLockedError
 from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from taxi_pipeline.cli.open_site import open_site
-from taxi_pipeline.cli.site import ConfigError
+from taxi_pipeline.cli.open_admin import open_admin
+from taxi_pipeline.lib.admin.base import ConfigError
 from taxi_pipeline.lib.colours import COLOURS
 
 HELP = "check a GCP project before the first load: identity, bucket, dataset, locations, permissions, a smoke load, cost"
@@ -53,10 +53,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--from/--to take YYYY-MM: {exc}") from exc
     if os.environ.get("TAXI_TARGET") != "gcp":
         raise ConfigError("preflight checks the GCP target: set TAXI_TARGET=gcp (and GCP_PROJECT_ID, GCP_BUCKET_NAME)")
-    with open_site() as site:
-        preflight = Preflight(site.gcs, site.client_factory, site.project, site.bucket, site.dataset,
+    with open_admin() as admin:
+        preflight = Preflight(admin.gcs, admin.client_factory, admin.project, admin.bucket, admin.dataset,
                               os.environ.get("GCP_LOCATION", "US"))
-        print(f"preflight: project {site.project}, bucket gs://{site.bucket}, dataset {site.dataset}")
+        print(f"preflight: project {admin.project}, bucket gs://{admin.bucket}, dataset {admin.dataset}")
         failed = 0
         for check in preflight.checks(smoke=not args.no_smoke):
             print(check.line(), flush=True)

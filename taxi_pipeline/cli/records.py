@@ -11,9 +11,9 @@ import dagster as dg
 # Private in 1.13.27, and the only way to see backfills still launching runs.
 from dagster._core.execution.backfill import BulkActionStatus
 
-from taxi_pipeline.cli.site import ConfigError
 from taxi_pipeline.cli.text import count
 from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
+from taxi_pipeline.lib.admin.base import ConfigError
 from taxi_pipeline.lib.colours import Colour
 
 # `month_matches_source` on the main table, `schema_known` on the raw file.

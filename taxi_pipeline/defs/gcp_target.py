@@ -14,6 +14,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from taxi_pipeline.defs.target import TargetResource
+from taxi_pipeline.lib.admin.base import Admin
+from taxi_pipeline.lib.admin.gcp import GcpAdmin
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.stores.base import ObjectStore
 from taxi_pipeline.lib.stores.gcs import GcsObjectStore
@@ -61,6 +63,10 @@ class GcpTarget(TargetResource):
 
     def store(self) -> ObjectStore:
         return GcsObjectStore(self.gcs.get_client(), self.bucket, self.bigquery.location)
+
+    def admin(self) -> Admin:
+        return GcpAdmin(self.bigquery.get_client, self.bigquery.project, self.dataset, self.gcs.get_client(),
+                        self.bucket)
 
     def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
         return BigQueryWarehouse(self.bigquery.get_client, self.bigquery.project, self.dataset, self.bigquery.location,

@@ -14,6 +14,7 @@ from typing import ClassVar
 import dagster as dg
 
 from taxi_pipeline.defs.target import TargetResource
+from taxi_pipeline.lib.admin.base import Admin
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.settings import Settings, SettingsError, read_settings
 from taxi_pipeline.lib.sources import SourceChoice
@@ -67,6 +68,11 @@ class LocalTarget(TargetResource):
             Path(self.home) / "warehouse.duckdb", self.dataset,
             memory_limit=self.memory_limit, threads=self.threads, log=log,
         )
+
+    def admin(self) -> Admin:
+        from taxi_pipeline.lib.admin.local import LocalAdmin
+
+        return LocalAdmin(Path(self.home) / "warehouse.duckdb", self.dataset, Path(self.home) / "bucket")
 
     @classmethod
     def pools(cls, colour: Colour) -> dict[str, str | None]:

@@ -9,6 +9,7 @@ from typing import ClassVar
 import dagster as dg
 
 from taxi_pipeline.defs.deployment import check_single_host_target
+from taxi_pipeline.lib.admin.base import Admin
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.stores.base import ObjectStore
 from taxi_pipeline.lib.warehouses.base import Warehouse
@@ -30,6 +31,10 @@ class TargetResource(dg.ConfigurableResource):
 
     def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
         """`log` gets what a user should see while the warehouse waits (the run's log)."""
+        raise NotImplementedError
+
+    def admin(self) -> Admin:
+        """The operators' admin of this target's tables and objects (the CLI's view of it)."""
         raise NotImplementedError
 
     @classmethod

@@ -1,17 +1,17 @@
-"""The embedded target for the CLI: the DuckDB file and the bucket folder under `$TAXI_HOME`."""
+"""The embedded target's admin: the DuckDB file and the bucket folder under `$TAXI_HOME`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from taxi_pipeline.cli.site import MainTable, ObjectInfo, OperatorError, TableInfo
+from taxi_pipeline.lib.admin.base import MainTable, ObjectInfo, OperatorError, TableInfo
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.warehouses.duckdb import admin
 from taxi_pipeline.lib.warehouses.shape import AdoptResult
 
 
-class LocalSite:
+class LocalAdmin:
     def __init__(self, path: Path, dataset: str, bucket_root: Path):
         self.path = Path(path)
         self.dataset = dataset

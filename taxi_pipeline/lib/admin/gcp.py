@@ -1,4 +1,4 @@
-"""The production target for the CLI: a BigQuery dataset and a GCS bucket."""
+"""The production target's admin: a BigQuery dataset and a GCS bucket."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery, storage
 
-from taxi_pipeline.cli.site import MainTable, ObjectInfo, OperatorError, TableInfo
+from taxi_pipeline.lib.admin.base import MainTable, ObjectInfo, OperatorError, TableInfo
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.warehouses.bigquery import admin
 from taxi_pipeline.lib.warehouses.shape import AdoptResult
@@ -16,9 +16,8 @@ from taxi_pipeline.lib.warehouses.shape import AdoptResult
 ClientFactory = Callable[[], contextlib.AbstractContextManager[bigquery.Client]]
 
 
-class GcpSite:
+class GcpAdmin:
     def __init__(self, client: ClientFactory, project: str, dataset: str, gcs: storage.Client, bucket: str):
-        self._client = client
         self.client_factory = client  # BigQuery clients, as the code location makes them
         self.project = project
         self.dataset = dataset
@@ -69,7 +68,7 @@ class GcpSite:
 
     @contextlib.contextmanager
     def _dataset(self) -> Iterator[admin.Dataset]:
-        with self._client() as client:
+        with self.client_factory() as client:
             yield admin.Dataset(client, self.project, self.dataset)
 
     @staticmethod

@@ -1,6 +1,6 @@
-"""What the operators' commands see of a target: its tables and objects, and their errors. Each
-target's implementation is `local_site` or `gcp_site`; `open_site` opens the one the environment
-selects."""
+"""What the operators' commands see of a target (`Admin`): its tables and objects, and the errors
+of the commands. Implemented by `admin.local` (DuckDB + a folder) and `admin.gcp` (BigQuery +
+GCS); each target resource builds its own (`TargetResource.admin`)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class MainTable:
     report: ShapeReport
 
 
-class Site(Protocol):
+class Admin(Protocol):
     warehouse_label: str
     bucket_label: str
     notes: list[str]  # for stderr, e.g. "read from a snapshot copy"
