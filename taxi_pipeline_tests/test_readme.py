@@ -27,6 +27,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parents[1]
 VENV = Path(sys.executable).parents[1]
 README = ROOT / "README.md"
+ARTIFACTS = ROOT / "test-artifacts"
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 # The bundled files' rows (taxi_pipeline_tests/data/README.md).
 ROWS = {"green_tripdata_2020-10.csv": 95_120, "yellow_tripdata_2020-01.csv": 999,
@@ -65,6 +66,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _screenshot(url: str, path: Path, profile: Path) -> None:
+    """Headless Chromium's picture of a page, checked to be a real page (many colours)."""
+    from PIL import Image
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "headless Chromium is needed: apt-get install chromium (scripts/test does)"
+    urllib.request.urlopen(urllib.request.Request(  # the UI's first-visit dialog would cover the page
+        url.split("/locations")[0] + "/graphql", data=b'{"query": "mutation { setNuxSeen }"}',
+        headers={"Content-Type": "application/json"}), timeout=30).read()
+    path.parent.mkdir(exist_ok=True)
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--window-size=1400,900", "--virtual-time-budget=20000", f"--user-data-dir={profile}",
+                    f"--screenshot={path}", url], capture_output=True, timeout=120, check=True)
+    with Image.open(path) as image:
+        assert image.size == (1400, 900) and len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50
 
 
 def _bash(lines: list[str], cwd: Path, env: dict[str, str], exports: list[str]) -> subprocess.CompletedProcess:
@@ -122,6 +141,9 @@ def test_the_readme_commands_run_as_written(server, tmp_path):
             backfills = instance.get_backfills()
             assert [b.status.value for b in backfills] in (["COMPLETED"], ["COMPLETED_SUCCESS"]), backfills
         timings.append(f"queued block {time.monotonic() - started:.1f} s")
+        if server.startswith(".venv/bin/dg"):  # the README's picture of the asset graph
+            _screenshot(f"http://127.0.0.1:{port}/locations/taxi_pipeline/asset-groups/green",
+                        ARTIFACTS / "asset_graph_green.png", tmp_path / "chromium")
     finally:
         stop_process_group(server_proc)
         log.close()
