@@ -6,9 +6,11 @@ once by the colour's sensor. A month that is loaded, or has a run queued or in p
 launched it), is left alone.
 """
 
+import datetime as dt
+
 import dagster as dg
 
-from taxi_pipeline.defs.launching import loaded_partitions, recent_months, unfinished_run, waiting_for
+from taxi_pipeline.defs.launching import Loaded, loaded_partitions, recent_months, unfinished_run, waiting_for
 from taxi_pipeline.defs.resources import SourceResource, TargetResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.defs.sensors import probe_retry
@@ -39,45 +41,60 @@ def build_colour_schedule(colour: Colour, job, cron: str | None = None) -> dg.Sc
         "source does not have yet.",
     )
     def monthly(context: dg.ScheduleEvaluationContext, source: SourceResource, target: TargetResource):
-        choice = source.choice()
-        requests, waiting, unserved, held, unreachable, busy = [], [], [], [], [], []
-        loaded = loaded_partitions(context.instance, colour, target)
-        for key, month in recent_months(context.scheduled_execution_time, LOOKBACK_MONTHS):
-            if not choice.can_serve(month):
-                unserved.append(f"{month:%Y-%m}")
-                continue
-            if key in loaded.partitions:
-                held.append(f"{month:%Y-%m}")
-                continue
-            if (run := unfinished_run(context.instance, colour, key)) is not None:
-                busy.append(f"{month:%Y-%m} waits for {waiting_for(run)}")
-                continue
-            file = choice.locate(colour, month)
-            try:
-                served = probe(file.url, probe_retry(source), context.log.info)
-            except SourceUnavailableError as exc:
-                unreachable.append(str(exc))
-                break  # the other months are at the same source
-            if served is None:
-                waiting.append(file.file_name)
-                continue
-            tags = {**SCHEDULE_TRIGGER_TAG, **run_tags(colour, file, launched_by_backfill=False)}
-            if loaded.missing(key):
-                tags["reason"] = "missing"
-                context.log.info(f"{month:%Y-%m}: Dagster recorded it as loaded, but {loaded.source} has no rows of it")
-            requests.append(dg.RunRequest(run_key=key, partition_key=key, tags=tags))
-        if requests:
-            return requests
-        reasons = [f"cannot reach the source: {unreachable[0]}; the next tick (and the sensor) looks again"] if unreachable else []
-        if waiting:
-            reasons.append(f"not published at the source yet: {', '.join(waiting)}")
-        reasons += busy
-        if unserved:
-            reasons.append(f"no source configured for {', '.join(unserved)} (TAXI_SOURCE={choice.mode})")
-        if held and not reasons:
-            reasons.append(f"all loaded ({', '.join(held)} in {loaded.source})")
-        elif held:  # where the loaded months were looked up: Dagster's records stand in while the warehouse is busy
-            reasons.append(f"loaded: {', '.join(held)} (in {loaded.source})")
-        return dg.SkipReason("; ".join(reasons) or "all loaded")
+        return evaluate_schedule(colour, context, source, target)
 
     return monthly
+
+
+def evaluate_schedule(colour: Colour, context: dg.ScheduleEvaluationContext, source: SourceResource,
+                      target: TargetResource):
+    """One tick: the run requests for the recent months to load, or the reason to skip."""
+    choice = source.choice()
+    found: dict[str, list[str]] = {"waiting": [], "unserved": [], "held": [], "unreachable": [], "busy": []}
+    requests = []
+    loaded = loaded_partitions(context.instance, colour, target)
+    for key, month in recent_months(context.scheduled_execution_time, LOOKBACK_MONTHS):
+        try:
+            request, kind, note = _month_request(colour, context, source, loaded, key, month)
+        except SourceUnavailableError as exc:
+            found["unreachable"].append(str(exc))
+            break  # the other months are at the same source
+        requests += [request] if request else []
+        if kind:
+            found[kind].append(note)
+    return requests or dg.SkipReason(_skip_reason(found, choice.mode, loaded.source))
+
+
+def _month_request(colour: Colour, context: dg.ScheduleEvaluationContext, source: SourceResource, loaded: Loaded,
+                   key: str, month: dt.date) -> tuple[dg.RunRequest | None, str | None, str]:
+    """A month's run request, or what the skip reason says of it (its kind and note)."""
+    choice = source.choice()
+    if not choice.can_serve(month):
+        return None, "unserved", f"{month:%Y-%m}"
+    if key in loaded.partitions:
+        return None, "held", f"{month:%Y-%m}"
+    if (run := unfinished_run(context.instance, colour, key)) is not None:
+        return None, "busy", f"{month:%Y-%m} waits for {waiting_for(run)}"
+    file = choice.locate(colour, month)
+    if probe(file.url, probe_retry(source), context.log.info) is None:
+        return None, "waiting", file.file_name
+    tags = {**SCHEDULE_TRIGGER_TAG, **run_tags(colour, file, launched_by_backfill=False)}
+    if loaded.missing(key):
+        tags["reason"] = "missing"
+        context.log.info(f"{month:%Y-%m}: Dagster recorded it as loaded, but {loaded.source} has no rows of it")
+    return dg.RunRequest(run_key=key, partition_key=key, tags=tags), None, ""
+
+
+def _skip_reason(found: dict[str, list[str]], mode: str, loaded_from: str) -> str:
+    unreachable, held = found["unreachable"], found["held"]
+    reasons = [f"cannot reach the source: {unreachable[0]}; the next tick (and the sensor) looks again"] if unreachable else []
+    if found["waiting"]:
+        reasons.append(f"not published at the source yet: {', '.join(found['waiting'])}")
+    reasons += found["busy"]
+    if found["unserved"]:
+        reasons.append(f"no source configured for {', '.join(found['unserved'])} (TAXI_SOURCE={mode})")
+    if held and not reasons:
+        reasons.append(f"all loaded ({', '.join(held)} in {loaded_from})")
+    elif held:  # where the loaded months were looked up: Dagster's records stand in while the warehouse is busy
+        reasons.append(f"loaded: {', '.join(held)} (in {loaded_from})")
+    return "; ".join(reasons) or "all loaded"

@@ -23,6 +23,7 @@ import time
 import dagster as dg
 
 from taxi_pipeline.defs.launching import (
+    Loaded,
     loaded_partitions,
     recent_months,
     recorded_tokens,
@@ -35,7 +36,7 @@ from taxi_pipeline.defs.runs import reap_dead_runs
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.change_tokens import ChangeTokens
 from taxi_pipeline.lib.sources.http import RetrySettings, SourceUnavailableError, probe
-from taxi_pipeline.lib.stores.base import StoredObject
+from taxi_pipeline.lib.stores.base import ObjectStore, StoredObject
 from taxi_pipeline.lib.stores.publication import MonthObjects
 
 SENSOR_TRIGGER_TAG = "trigger"
@@ -80,68 +81,81 @@ def build_colour_sensor(
         "(reason=changed: ETag, Content-Length or Last-Modified differ from the loaded file's). "
         f"If the source cannot be reached, it skips and looks again after {RETRY_S // 60} minutes.",
     )
-    def publication(context: dg.SensorEvaluationContext, source: SourceResource, target: TargetResource):
-        # Every tick, not only on a look at the source: a killed run's pool slot holds merges back.
-        for run_id in reap_dead_runs(context.instance):
-            context.log.warning(f"run {run_id}: its process is gone (killed); marked FAILURE, its pool slots freed")
-        now = time.time()
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        due = float(cursor.get("next_look_at", 0))
-        if now < due:
-            return dg.SkipReason(f"looked at the source at {_at(cursor['looked_at'])}; next look at {_at(due)}")
-        choice = source.choice()
-        store = target.store()
-        loaded = loaded_partitions(context.instance, colour, target)
-        requests, notes, unreachable = [], [], None
-        for key, month in recent_months(dt.datetime.now(dt.UTC), lookback):
-            if not choice.can_serve(month):
-                continue
-            if (run := unfinished_run(context.instance, colour, key)) is not None:
-                notes.append(f"{month:%Y-%m} waits for {waiting_for(run)}")
-                continue
-            file = choice.locate(colour, month)
-            try:
-                served = probe(file.url, probe_retry(source), context.log.info)
-            except SourceUnavailableError as exc:
-                unreachable = str(exc)  # the other months are at the same source: stop here
-                break
-            if served is None:
-                notes.append(f"{month:%Y-%m} not published")
-                continue
-            objects = MonthObjects(store, file.object_key)
-            if key not in loaded.partitions:
-                if loaded.missing(key):
-                    reason, detail = "missing", f"recorded as loaded by Dagster, but {loaded.source} has no rows of it"
-                else:
-                    reason, detail = "new", "published, not loaded"
-            else:
-                recorded = _tokens(objects.month_object()) or recorded_tokens(context.instance, colour, key)
-                differ = served.changes_from(recorded) if recorded else []
-                if not differ:
-                    continue
-                reason, detail = "changed", "; ".join(differ)
-            rejected = objects.rejected()
-            if reason != "missing" and rejected is not None and not served.changes_from(_tokens(rejected)):
-                notes.append(f"{month:%Y-%m}: the source's file was rejected ({rejected.metadata.get('error', '?')}); "
-                             "waiting for the source to change it")
-                continue
-            context.log.info(f"{file.file_name}: {reason} ({detail})")
-            token = served.etag or f"{served.content_length}/{served.last_modified}"
-            requests.append(dg.RunRequest(
-                # A failed new or changed file is not retried every day: the next change is.
-                # Rows deleted by hand are loaded again whenever they are missing.
-                run_key=None if reason == "missing" else f"{key}:{token}", partition_key=key,
-                tags={SENSOR_TRIGGER_TAG: "sensor", "reason": reason,
-                      **run_tags(colour, file, launched_by_backfill=False)},
-            ))
-        next_look = now + (min(RETRY_S, interval) if unreachable else interval)
-        context.update_cursor(json.dumps({"looked_at": now, "next_look_at": next_look}))
-        if unreachable:
-            notes.insert(0, f"cannot reach the source: {unreachable}; looking again at {_at(next_look)}")
-        if requests:
-            return requests
-        return dg.SkipReason(
-            "; ".join(notes) or f"every published month is loaded (per {loaded.source}) and unchanged"
-        )
+    def source_sensor(context: dg.SensorEvaluationContext, source: SourceResource, target: TargetResource):
+        return evaluate_sensor(colour, context, source, target, interval, lookback)
 
-    return publication
+    return source_sensor
+
+
+def evaluate_sensor(colour: Colour, context: dg.SensorEvaluationContext, source: SourceResource,
+                    target: TargetResource, interval: int, lookback: int):
+    """One tick: the run requests for the months to load, or the reason to skip."""
+    # Every tick, not only on a look at the source: a killed run's pool slot holds merges back.
+    for run_id in reap_dead_runs(context.instance):
+        context.log.warning(f"run {run_id}: its process is gone (killed); marked FAILURE, its pool slots freed")
+    now = time.time()
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    due = float(cursor.get("next_look_at", 0))
+    if now < due:
+        return dg.SkipReason(f"looked at the source at {_at(cursor['looked_at'])}; next look at {_at(due)}")
+    loaded = loaded_partitions(context.instance, colour, target)
+    store = target.store()
+    requests, notes, unreachable = [], [], None
+    for key, month in recent_months(dt.datetime.now(dt.UTC), lookback):
+        try:
+            request, note = _month_request(colour, context, source, store, loaded, key, month)
+        except SourceUnavailableError as exc:
+            unreachable = str(exc)  # the other months are at the same source: stop here
+            break
+        requests += [request] if request else []
+        notes += [note] if note else []
+    next_look = now + (min(RETRY_S, interval) if unreachable else interval)
+    context.update_cursor(json.dumps({"looked_at": now, "next_look_at": next_look}))
+    if unreachable:
+        notes.insert(0, f"cannot reach the source: {unreachable}; looking again at {_at(next_look)}")
+    if requests:
+        return requests
+    return dg.SkipReason("; ".join(notes) or f"every published month is loaded (per {loaded.source}) and unchanged")
+
+
+def _month_request(colour: Colour, context: dg.SensorEvaluationContext, source: SourceResource,
+                   store: ObjectStore, loaded: Loaded, key: str, month: dt.date,
+                   ) -> tuple[dg.RunRequest | None, str | None]:
+    """A month's run request, or the note a skip reason gives for it (both None: nothing to say)."""
+    choice = source.choice()
+    if not choice.can_serve(month):
+        return None, None
+    if (run := unfinished_run(context.instance, colour, key)) is not None:
+        return None, f"{month:%Y-%m} waits for {waiting_for(run)}"
+    file = choice.locate(colour, month)
+    served = probe(file.url, probe_retry(source), context.log.info)
+    if served is None:
+        return None, f"{month:%Y-%m} not published"
+    objects = MonthObjects(store, file.object_key)
+    reason, detail = _reason(colour, context, loaded, key, objects, served)
+    if reason is None:
+        return None, None
+    rejected = objects.rejected()
+    if reason != "missing" and rejected is not None and not served.changes_from(_tokens(rejected)):
+        return None, (f"{month:%Y-%m}: the source's file was rejected ({rejected.metadata.get('error', '?')}); "
+                      "waiting for the source to change it")
+    context.log.info(f"{file.file_name}: {reason} ({detail})")
+    token = served.etag or f"{served.content_length}/{served.last_modified}"
+    return dg.RunRequest(
+        # A failed new or changed file is not retried every day: the next change is.
+        # Rows deleted by hand are loaded again whenever they are missing.
+        run_key=None if reason == "missing" else f"{key}:{token}", partition_key=key,
+        tags={SENSOR_TRIGGER_TAG: "sensor", "reason": reason, **run_tags(colour, file, launched_by_backfill=False)},
+    ), None
+
+
+def _reason(colour: Colour, context: dg.SensorEvaluationContext, loaded: Loaded, key: str, objects: MonthObjects,
+            served: ChangeTokens) -> tuple[str | None, str]:
+    """Why the month is to be loaded (`new`, `missing`, `changed`), with the detail; None: it is not."""
+    if key not in loaded.partitions:
+        if loaded.missing(key):
+            return "missing", f"recorded as loaded by Dagster, but {loaded.source} has no rows of it"
+        return "new", "published, not loaded"
+    recorded = _tokens(objects.month_object()) or recorded_tokens(context.instance, colour, key)
+    differ = served.changes_from(recorded) if recorded else []
+    return ("changed", "; ".join(differ)) if differ else (None, "")

@@ -66,6 +66,19 @@ def _bucket_name_problem(value: str) -> str | None:
     if not _BUCKET_CHARS.fullmatch(value):
         return ("use lower-case letters, digits, '-', '_' and '.', starting and ending with a letter "
                 "or digit, at least 3 characters")
+    problem = _bucket_length_problem(value)
+    if problem:
+        return problem
+    if _IP_LIKE.fullmatch(value):
+        return "an IP address in dotted-decimal notation"
+    if value.startswith("goog"):
+        return "names may not start with 'goog'"
+    if _GOOGLE_LIKE.search(value):
+        return "names may not contain 'google' or a close misspelling of it"
+    return None
+
+
+def _bucket_length_problem(value: str) -> str | None:
     if ".." in value or any(not part for part in value.split(".")):
         return "a dot must sit between two name components"
     if "." in value:
@@ -76,12 +89,4 @@ def _bucket_name_problem(value: str) -> str | None:
             return f"component {long[0]!r} has {len(long[0])} characters; each has at most 63"
     elif len(value) > 63:
         return f"{len(value)} characters; a name without dots has at most 63"
-    if len(value) < 3:
-        return "at least 3 characters"
-    if _IP_LIKE.fullmatch(value):
-        return "an IP address in dotted-decimal notation"
-    if value.startswith("goog"):
-        return "names may not start with 'goog'"
-    if _GOOGLE_LIKE.search(value):
-        return "names may not contain 'google' or a close misspelling of it"
-    return None
+    return "at least 3 characters" if len(value) < 3 else None

@@ -80,6 +80,22 @@ def _check(check, name: str, value: str) -> None:
         raise SettingsError(f"{name}={value!r} is not valid: {exc}") from None
 
 
+def _check_gcp(env: Mapping[str, str]) -> None:
+    """The settings `TAXI_TARGET=gcp` needs."""
+    for name in ("GCP_PROJECT_ID", "GCP_BUCKET_NAME"):
+        if not env.get(name):
+            raise SettingsError(f"TAXI_TARGET=gcp needs {name}: set it to your {name[4:].lower().replace('_', ' ')}")
+    if not _PROJECT_ID.fullmatch(env["GCP_PROJECT_ID"]):
+        raise SettingsError(
+            f"GCP_PROJECT_ID={env['GCP_PROJECT_ID']!r} is not a project ID: 6-30 lower-case letters, digits "
+            "or hyphens, starting with a letter (the ID, not the project's display name or number)"
+        )
+    _check(validate_bucket_name, "GCP_BUCKET_NAME", env["GCP_BUCKET_NAME"])
+    location = env.get("GCP_LOCATION", "US")
+    if not _LOCATION.fullmatch(location):
+        raise SettingsError(f"GCP_LOCATION={location!r} is not a location: e.g. US, EU or europe-west1")
+
+
 def read_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Checks every setting in `env` (default: the process environment); raises SettingsError
     with the first problem found."""
@@ -97,16 +113,5 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
     if env.get("TAXI_SCHEDULE_CRON"):
         _cron("TAXI_SCHEDULE_CRON", env["TAXI_SCHEDULE_CRON"])
     if target == "gcp":
-        for name in ("GCP_PROJECT_ID", "GCP_BUCKET_NAME"):
-            if not env.get(name):
-                raise SettingsError(f"TAXI_TARGET=gcp needs {name}: set it to your {name[4:].lower().replace('_', ' ')}")
-        if not _PROJECT_ID.fullmatch(env["GCP_PROJECT_ID"]):
-            raise SettingsError(
-                f"GCP_PROJECT_ID={env['GCP_PROJECT_ID']!r} is not a project ID: 6-30 lower-case letters, digits "
-                "or hyphens, starting with a letter (the ID, not the project's display name or number)"
-            )
-        _check(validate_bucket_name, "GCP_BUCKET_NAME", env["GCP_BUCKET_NAME"])
-        location = env.get("GCP_LOCATION", "US")
-        if not _LOCATION.fullmatch(location):
-            raise SettingsError(f"GCP_LOCATION={location!r} is not a location: e.g. US, EU or europe-west1")
+        _check_gcp(env)
     return Settings(target, source, dataset)

@@ -140,70 +140,75 @@ def _request_json(data: bytes, content_type: str) -> Any:
     return _json(data, content_type)
 
 
-def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
-    theirs = proxy.upstream.encode()
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    proxy: Proxy  # set by `_handler`
+    protocol_version = "HTTP/1.1"
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def log_message(self, *args) -> None:  # the JSONL log is the record
+        pass
 
-        def log_message(self, *args) -> None:  # the JSONL log is the record
-            pass
+    def _handle(self) -> None:
+        data = self._body()
+        split = urllib.parse.urlsplit(self.path)
+        content_type = self.headers.get("Content-Type", "")
+        record = Recorded(
+            self.command, split.path, dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True)),
+            _request_json(data, content_type), content_type=content_type,
+            user_agent=self.headers.get("User-Agent", ""), test=self.proxy.current_test,
+        )
+        fail = self.proxy._take(self.proxy._fails, record)
+        if fail is not None:
+            _, status, body = fail
+            record.status, record.response, record.injected = status, body, "failed"
+            self._send(status, [("Content-Type", "application/json; charset=UTF-8")], json.dumps(body).encode())
+        else:
+            self._pass_through(record, data)
+        self.proxy._record(record)
 
-        def _handle(self) -> None:
-            data = self._body()
-            split = urllib.parse.urlsplit(self.path)
-            content_type = self.headers.get("Content-Type", "")
-            record = Recorded(
-                self.command, split.path, dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True)),
-                _request_json(data, content_type), content_type=content_type,
-                user_agent=self.headers.get("User-Agent", ""), test=proxy.current_test,
-            )
-            fail = proxy._take(proxy._fails, record)
-            if fail is not None:
-                _, status, body = fail
-                record.status, record.response, record.injected = status, body, "failed"
-                self._send(status, [("Content-Type", "application/json; charset=UTF-8")], json.dumps(body).encode())
-            else:
-                # Uncompressed answers, so that JSON can be read and links rewritten.
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _DROP | {"accept-encoding"}}
-                status, answer_headers, answer = proxy._forward(self.command, self.path, headers, data)
-                kind = {k.lower(): v for k, v in answer_headers}
-                answer_headers = [(k, v.replace(proxy.upstream, proxy.url)) for k, v in answer_headers
-                                  if k.lower() not in _DROP | {"date", "server"}]
-                encoding = kind.get("content-encoding", "")
-                if "json" in kind.get("content-type", "") and encoding != "gzip":
-                    answer = answer.replace(theirs, proxy.url.encode())  # mediaLink, selfLink
-                record.status, record.response = status, _json(answer, kind.get("content-type", ""), encoding)
-                rewrite = proxy._take(proxy._rewrites, record) if isinstance(record.response, dict) else None
-                if rewrite is not None:
-                    record.response, record.injected = rewrite[1](record.response), "rewritten"
-                    answer = json.dumps(record.response).encode()
-                    answer_headers = [(k, v) for k, v in answer_headers if k.lower() != "content-encoding"]
-                length = kind.get("content-length") if self.command == "HEAD" else None
-                self._send(status, answer_headers, answer, length)
-            proxy._record(record)
+    def _pass_through(self, record: Recorded, data: bytes) -> None:
+        """The emulator's answer, as it gave it (links rewritten to the proxy), or rewritten
+        by the test."""
+        # Uncompressed answers, so that JSON can be read and links rewritten.
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _DROP | {"accept-encoding"}}
+        status, answer_headers, answer = self.proxy._forward(self.command, self.path, headers, data)
+        kind = {k.lower(): v for k, v in answer_headers}
+        answer_headers = [(k, v.replace(self.proxy.upstream, self.proxy.url)) for k, v in answer_headers
+                          if k.lower() not in _DROP | {"date", "server"}]
+        encoding = kind.get("content-encoding", "")
+        if "json" in kind.get("content-type", "") and encoding != "gzip":
+            answer = answer.replace(self.proxy.upstream.encode(), self.proxy.url.encode())  # mediaLink, selfLink
+        record.status, record.response = status, _json(answer, kind.get("content-type", ""), encoding)
+        rewrite = self.proxy._take(self.proxy._rewrites, record) if isinstance(record.response, dict) else None
+        if rewrite is not None:
+            record.response, record.injected = rewrite[1](record.response), "rewritten"
+            answer = json.dumps(record.response).encode()
+            answer_headers = [(k, v) for k, v in answer_headers if k.lower() != "content-encoding"]
+        length = kind.get("content-length") if self.command == "HEAD" else None
+        self._send(status, answer_headers, answer, length)
 
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                parts = []
-                while size := int(self.rfile.readline().split(b";")[0], 16):
-                    parts.append(self.rfile.read(size))
-                    self.rfile.readline()
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            parts = []
+            while size := int(self.rfile.readline().split(b";")[0], 16):
+                parts.append(self.rfile.read(size))
                 self.rfile.readline()
-                return b"".join(parts)
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
+            self.rfile.readline()
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
-        def _send(self, status: int, headers: list, body: bytes, length: str | None = None) -> None:
-            self.send_response(status)
-            for key, value in headers:
-                self.send_header(key, value)
-            self.send_header("Content-Length", length or str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+    def _send(self, status: int, headers: list, body: bytes, length: str | None = None) -> None:
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", length or str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
-    return Handler
+
+def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
+    return type("Handler", (_ProxyHandler,), {"proxy": proxy})
 

@@ -90,45 +90,17 @@ class DuckDBWarehouse:
     def _stage_in(self, con: duckdb.DuckDBPyConnection, colour: Colour, month: dt.date, raw: RawFile) -> StageResult:
         month_table = colour.month_table(month)
         staged, building = f"{month_table}__next", f"{month_table}__building"
-        params = {"path": raw.uri, "filename": raw.file_name}
         create, number, fingerprint = self._statements(colour, raw, building)
-        if fingerprint is not None:
-            for name in (month_table, staged):
-                if self._comment(con, name) != fingerprint:
-                    continue
-                # Built from these very bytes by these very statements: rebuilding would give
-                # the same table (unless rows were deleted from it by hand since). Saves the
-                # parse and hash of a re-run (12 s of a yellow month).
-                [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
-                if raw.rows is not None and rows != raw.rows:
-                    continue
-                # Kept only if it reads whole: a count is the table's metadata, while damage
-                # (a truncated or corrupted file) shows only when its blocks are read.
-                con.execute(sql.read_every_column(self.dataset, name)).fetchall()
-                if name == month_table:
-                    con.execute(sql.drop_table(self.dataset, staged))  # a stale build
-                return StageResult(self.table_name(name), rows, reused=True)
+        reused = self._reused(con, raw, fingerprint, month_table, staged)
+        if reused is not None:
+            return reused
         try:
-            con.execute(create, params)
-        except duckdb.ConversionException as exc:
-            if raw.format == "parquet":
-                raise InvalidFileError(raw.file_name, f"a value does not fit its column: {exc}") from exc
-            raise self._locate_bad_value(con, colour, raw) from exc
-        except duckdb.InvalidInputException as exc:
-            if raw.format == "parquet":  # error() of a typed_value, or a corrupt page
-                raise InvalidFileError(raw.file_name, str(exc).splitlines()[0]) from exc
-            if sql.NOT_AN_INTEGER in str(exc):  # error() of a csv_value: say on which line
-                raise self._locate_bad_value(con, colour, raw) from exc
-            raise _csv_error(raw.file_name, exc, colour.header) from exc
+            con.execute(create, {"path": raw.uri, "filename": raw.file_name})
         except duckdb.Error as exc:
-            # A damaged data page of a Parquet file whose footer is intact (DuckDB 2.0.1 says
-            # "don't know what type"); the warehouse's own faults are not the file's.
-            if raw.format != "parquet" or _is_damage(str(exc)) or isinstance(
-                    exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
+            error = self._staging_error(con, colour, raw, exc)
+            if error is exc:
                 raise
-            raise InvalidFileError(raw.file_name, (
-                f"a data page cannot be read ({str(exc).splitlines()[0]!r}): the file is damaged; "
-                "its footer and schema were intact, so the download looked whole")) from exc
+            raise error from exc
         with self._aggregating(con):
             con.execute(number)
         if fingerprint is not None:
@@ -141,6 +113,50 @@ class DuckDBWarehouse:
         con.execute("COMMIT")
         [(rows,)] = con.execute(sql.count_rows(self.dataset, staged)).fetchall()
         return StageResult(self.table_name(staged), rows)
+
+    def _reused(self, con: duckdb.DuckDBPyConnection, raw: RawFile, fingerprint: str | None, month_table: str,
+                staged: str) -> StageResult | None:
+        """The month table or the staged table, if built from these very bytes by these very
+        statements: rebuilding would give the same table (unless rows were deleted from it by hand
+        since). Saves the parse and hash of a re-run (12 s of a yellow month)."""
+        if fingerprint is None:
+            return None
+        for name in (month_table, staged):
+            if self._comment(con, name) != fingerprint:
+                continue
+            [(rows,)] = con.execute(sql.count_rows(self.dataset, name)).fetchall()
+            if raw.rows is not None and rows != raw.rows:
+                continue
+            # Kept only if it reads whole: a count is the table's metadata, while damage (a
+            # truncated or corrupted file) shows only when its blocks are read.
+            con.execute(sql.read_every_column(self.dataset, name)).fetchall()
+            if name == month_table:
+                con.execute(sql.drop_table(self.dataset, staged))  # a stale build
+            return StageResult(self.table_name(name), rows, reused=True)
+        return None
+
+    def _staging_error(self, con: duckdb.DuckDBPyConnection, colour: Colour, raw: RawFile,
+                       exc: duckdb.Error) -> Exception:
+        """What a failed staging statement says to a user: the file's fault, with the line and
+        column where it can be found, or the warehouse's own error as it is."""
+        parquet = raw.format == "parquet"
+        if isinstance(exc, duckdb.ConversionException):
+            if parquet:
+                return InvalidFileError(raw.file_name, f"a value does not fit its column: {exc}")
+            return self._locate_bad_value(con, colour, raw)
+        if isinstance(exc, duckdb.InvalidInputException):
+            if parquet:  # error() of a typed_value, or a corrupt page
+                return InvalidFileError(raw.file_name, str(exc).splitlines()[0])
+            if sql.NOT_AN_INTEGER in str(exc):  # error() of a csv_value: say on which line
+                return self._locate_bad_value(con, colour, raw)
+            return _csv_error(raw.file_name, exc, colour.header)
+        # A damaged data page of a Parquet file whose footer is intact (DuckDB 2.0.1 says "don't
+        # know what type"); the warehouse's own faults are not the file's.
+        if not parquet or _is_damage(str(exc)) or isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
+            return exc
+        return InvalidFileError(raw.file_name, (
+            f"a data page cannot be read ({str(exc).splitlines()[0]!r}): the file is damaged; "
+            "its footer and schema were intact, so the download looked whole"))
 
     def merge(self, colour: Colour, month: dt.date, raw: RawFile, then: Callable[[], None] | None = None) -> MergeResult:
         """Publishes the month staged from `raw`: its table takes the month table's name, and the
