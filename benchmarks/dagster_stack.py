@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from taxi_pipeline_tests.helpers.graphql import graphql
-from taxi_pipeline_tests.helpers.servers import stop_process_group
+from taxi_pipeline_tests.helpers.servers import stop_process_group, wait_for_webserver
 
 ROOT = Path(__file__).parents[1]
 BIN = Path(sys.executable).parent
@@ -147,15 +146,7 @@ def dagster_stack(work: Path, env: dict[str, str], instance_yaml: Path = ROOT / 
         stack.callback(watcher.join)
         stack.callback(memory.stop)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError((work / "webserver.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
+        wait_for_webserver(url, work / "webserver.log")
         yield Stack(url, env, memory)
 
 

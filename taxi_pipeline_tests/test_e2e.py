@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.helpers.graphql import graphql
-from taxi_pipeline_tests.helpers.servers import serve_folder, stop_process_group
+from taxi_pipeline_tests.helpers.servers import serve_folder, stop_process_group, wait_for_webserver
 from taxi_pipeline_tests.helpers.support import MIRROR, TLC, query, read_csv_gz, write_csv_gz
 
 pytestmark = pytest.mark.e2e
@@ -165,14 +164,7 @@ def stack(tmp_path_factory):
         ]
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/server_info", timeout=2).read()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, (root / "webserver.log").read_text()[-3000:]
-                    time.sleep(0.5)
+            wait_for_webserver(url, root / "webserver.log", procs[0], timeout_s=120)
             yield Stack(url, env, root / "taxi", rows, root / "mirror")
         finally:
             for proc in procs:

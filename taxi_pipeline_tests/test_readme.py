@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from taxi_pipeline_tests.helpers.servers import stop_process_group
+from taxi_pipeline_tests.helpers.servers import stop_process_group, wait_for_webserver
 from taxi_pipeline_tests.helpers.support import query
 
 pytestmark = pytest.mark.e2e
@@ -116,14 +116,7 @@ def test_the_readme_commands_run_as_written(server, tmp_path):
     server_proc = subprocess.Popen(["bash", "-c", "\n".join([*exports, "exec " + server.replace("3000", str(port))])],
                                    cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).read()
-                break
-            except OSError:
-                assert server_proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
-                time.sleep(0.5)
+        wait_for_webserver(f"http://127.0.0.1:{port}", tmp_path / "server.log", server_proc)
         started = time.monotonic()
         done = _bash(queued, repo, env, exports)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

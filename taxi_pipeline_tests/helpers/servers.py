@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import threading
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -67,6 +69,20 @@ def serve_folder(root: Path) -> Iterator[MirrorServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def wait_for_webserver(url: str, log: Path, proc: subprocess.Popen | None = None, timeout_s: float = 180) -> None:
+    """Returns once the Dagster webserver at `url` answers; fails with the end of its log if it
+    does not in time (or its process ended)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/server_info", timeout=2).read()
+            return
+        except OSError:
+            if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+                raise RuntimeError(f"no webserver at {url}:\n{log.read_text()[-3000:]}") from None
+            time.sleep(0.5)
 
 
 def stop_process_group(proc: subprocess.Popen) -> None:
