@@ -40,3 +40,38 @@ def test_a_file_that_guts_a_loaded_month_is_refused_on_bigquery_too(gcp_emulator
         assert bucket.get_blob(f"green/rejected/{FILE}.gz") is not None
         assert load_month(GREEN, KEY, resources, tags={"accept_shrink": "true"}).success
     assert _counts(bq, names["dataset"])[FILE] == (308, 308)
+
+
+def _csv_with(number: int, column: str, value: bytes) -> bytes:
+    text = gzip.decompress((MIRROR / f"green/{FILE}.gz").read_bytes())
+    lines = text.split(b"\r\n")
+    fields = lines[number - 1].split(b",")
+    fields[GREEN.header.index(column)] = value
+    lines[number - 1] = b",".join(fields)
+    return gzip.compress(b"\r\n".join(lines), mtime=0)
+
+
+# What the emulator's load job says of files the DuckDB target refuses while staging
+# (test_edges.py): each is refused in staging, named, kept under rejected/, the month untouched.
+STAGING_REFUSALS = {
+    "quoted line break": lambda: _csv_with(900, "store_and_fwd_flag", b'"N\r\nY"'),
+    "invalid utf-8": lambda: _csv_with(777, "store_and_fwd_flag", b"N\xff"),
+}
+
+
+@pytest.mark.parametrize("case", list(STAGING_REFUSALS))
+def test_a_file_bigquery_refuses_while_staging_is_named_and_kept_aside(case, gcp_emulators, bq, names, tmp_path):  # noqa: F811
+    root = tmp_path / "mirror"
+    shutil.copytree(MIRROR, root)
+    with serve_folder(root) as server:
+        resources = gcp_resources(server.url, **names)
+        assert load_month(GREEN, KEY, resources).success
+        (root / f"green/{FILE}.gz").write_bytes(STAGING_REFUSALS[case]())
+        result = load_month(GREEN, KEY, resources, raise_on_error=False)
+    step, message = failure(result)
+    first = message.splitlines()[0]
+    print(f"\n{case} on BigQuery (the emulator): {first[:300]}")
+    assert step == "green_staging" and FILE in first, message
+    assert _counts(bq, names["dataset"])[FILE] == (1_308, 1_308)
+    bucket = storage.Client(project=PROJECT).bucket(names["bucket"])
+    assert bucket.get_blob(f"green/rejected/{FILE}.gz") is not None

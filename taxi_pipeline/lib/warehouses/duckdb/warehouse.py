@@ -27,6 +27,7 @@ from taxi_pipeline.lib.warehouses.base import (
 )
 from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.warehouses.duckdb.admin import check_main_table
+from taxi_pipeline.lib.warehouses.duckdb.errors import csv_error, damage_message, is_damage
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
     LOCK_TAKEN,
     holder_of,
@@ -41,9 +42,7 @@ _LOCK_LOG_EVERY_S = 30.0
 # run's staging to the next (staging takes no pool slot: `LocalTarget.pools`), so a short pause
 # keeps the file busy; a try costs an open() that fails, not a scan.
 _LOCK_RETRY_MAX_S = 1.0
-_CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
 _FILE_MONTH = re.compile(r"_(\d{4}-\d{2})\.")
-_FIELD_COUNT = re.compile(r"Expected Number of Columns: (\d+) Found: (\d+)")
 
 
 class DuckDBWarehouse:
@@ -149,10 +148,10 @@ class DuckDBWarehouse:
                 return InvalidFileError(raw.file_name, str(exc).splitlines()[0])
             if sql.NOT_AN_INTEGER in str(exc):  # error() of a csv_value: say on which line
                 return self._locate_bad_value(con, colour, raw)
-            return _csv_error(raw.file_name, exc, colour.header)
+            return csv_error(raw.file_name, exc, colour.header)
         # A damaged data page of a Parquet file whose footer is intact (DuckDB 2.0.1 says "don't
         # know what type"); the warehouse's own faults are not the file's.
-        if not parquet or _is_damage(str(exc)) or isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
+        if not parquet or is_damage(str(exc)) or isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException)):
             return exc
         return InvalidFileError(raw.file_name, (
             f"a data page cannot be read ({str(exc).splitlines()[0]!r}): the file is damaged; "
@@ -350,7 +349,7 @@ class DuckDBWarehouse:
         try:
             yield
         except duckdb.Error as exc:
-            if not _is_damage(str(exc)):
+            if not is_damage(str(exc)):
                 raise
             raise WarehouseDamagedError(damage_message(self.path, str(exc))) from exc
 
@@ -408,54 +407,10 @@ class DuckDBWarehouse:
         return InvalidFileError(file_name, f"column {column.name}: {value!r} is not a valid {column.type.value}", line=line)
 
 
-# What DuckDB says when the file's bytes are not what it wrote (DuckDB 2.0.1's messages).
-_DAMAGE = ("not a valid DuckDB database file", "Corrupt database file", "Could not read enough bytes from file",
-           "computed checksum")
-
-
-def _is_damage(message: str) -> bool:
-    return any(text in message for text in _DAMAGE)
-
-
-def damage_message(path: Path, error: str) -> str:
-    return (
-        f"{path}: the warehouse file is damaged ({error.splitlines()[0]}). Nothing was written to it and it "
-        f"stays as it is. Restore it from a copy; or move it aside (mv {path} {path}.damaged), start each "
-        "colour afresh (python -m taxi_pipeline fresh-start green --yes, then yellow) and load the months "
-        "again (a backfill)"
-    )
-
-
 def _fingerprint(source_md5: str, file_name: str, statements: list[str]) -> str:
     """What a staging table is a function of: the file's bytes and name, the SQL, DuckDB's version."""
     parts = [source_md5, file_name, duckdb.__version__, *statements]
     return hashlib.md5("\x1f".join(parts).encode()).hexdigest()
-
-
-def _csv_error(file_name: str, exc: duckdb.Error, header: tuple[str, ...] = ()) -> InvalidFileError:
-    text = str(exc)
-    line = _CSV_ERROR_LINE.search(text)
-    counts = _FIELD_COUNT.search(text)
-    if counts:
-        problem = f"expected {counts[1]} fields, found {counts[2]}"
-    elif "Invalid unicode" in text:
-        problem = "the bytes are not valid UTF-8" + _unicode_column(text, header) + " (the release's files are UTF-8)"
-    elif "state machine reached an invalid state" in text:
-        problem = ("the warehouse's CSV reader cannot parse the file (a quote left open, or line endings that "
-                   "change within it); the release's files are plain RFC 4180 CSV")
-    else:
-        problem = text.splitlines()[0]
-    return InvalidFileError(file_name, problem, line=int(line[1]) if line else None)
-
-
-def _unicode_column(text: str, header: tuple[str, ...]) -> str:
-    """The column whose field DuckDB printed with a replacement for its bad bytes, if it says."""
-    lines = text.splitlines()
-    if "Original Line: " not in lines or lines.index("Original Line: ") + 1 >= len(lines):
-        return ""
-    fields = lines[lines.index("Original Line: ") + 1].split(",")
-    bad = [i for i, f in enumerate(fields) if "?" in f or "\ufffd" in f]
-    return f" in column {header[bad[0]]}" if bad and len(fields) == len(header) else ""
 
 
 def _checked_size(value: str) -> str:
