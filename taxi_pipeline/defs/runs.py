@@ -5,8 +5,8 @@ whose process was killed can be told from one still at work.
 Dagster's run monitoring cannot see such a process die (and the default run launcher cannot check
 a run worker's health either): a SIGKILLed run would stay STARTED for ever, and the schedules,
 the sensors and `fresh-start` would wait for it. Each run records its host and process (the run
-tag `taxi/process`, set by its first step); a run of this host whose process is gone is marked
-FAILURE by whoever looks at it next (a schedule or sensor tick, `fresh-start`), with the reason.
+tag `taxi/process`, set by its first step); a run of this host and PID namespace (not another
+container's) whose process is gone is marked FAILURE by whoever looks at it next (a schedule or sensor tick, `fresh-start`), with the reason.
 """
 
 from __future__ import annotations
@@ -35,18 +35,28 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _pid_namespace() -> str:
+    """The process's PID namespace (Linux): containers on one host, even with the host's network and
+    name, each have their own, in which another container's pid means nothing."""
+    try:
+        return os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]")
+    except OSError:
+        return ""
+
+
 def this_process() -> str:
-    """`host:pid:start`, the value of PROCESS_TAG for the calling process."""
+    """`host/pid-namespace:pid:start`, the value of PROCESS_TAG for the calling process."""
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or ''}"
+    return f"{socket.gethostname()}/{_pid_namespace()}:{pid}:{_start_time(pid) or ''}"
 
 
 def process_gone(recorded: str) -> bool:
-    """Whether the process a run recorded is known to be gone: on this host, and no process with
-    its pid and start time runs now. A process of another host is never judged from here."""
-    host, _, rest = recorded.partition(":")
+    """Whether the process a run recorded is known to be gone: on this host and in this PID
+    namespace, no process with its pid and start time runs now. A process of another host or
+    container is never judged from here (its run's own launcher and monitoring see to it)."""
+    place, _, rest = recorded.partition(":")
     pid, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if place != f"{socket.gethostname()}/{_pid_namespace()}" or not pid.isdigit():
         return False
     if Path("/proc/self/stat").exists():
         now = _start_time(int(pid))
@@ -67,7 +77,7 @@ def unfinished_runs(instance: dg.DagsterInstance, filters: dg.RunsFilter) -> lis
 
 
 def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
-    """Marks FAILURE every started run of this host whose process is gone, and frees the pool slots
+    """Marks FAILURE every started run of this host and container whose process is gone, and frees the pool slots
     it held (a killed run's `warehouse` slot would hold every later merge back); returns their ids.
     Each run does this first, so a run killed without a daemon to notice never blocks the next."""
     started = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
