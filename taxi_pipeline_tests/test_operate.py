@@ -213,7 +213,6 @@ def test_counts_reads_a_snapshot_while_a_process_holds_the_file_and_writes_wait_
     execute_job("green_taxi_job", "2019-01-01", env)
     expected = "zoomcamp.green_tripdata\n  green_tripdata_2019-01.csv                 99 rows            99 distinct unique_row_id\n"
     assert cli("counts", env=env).stdout == expected
-    assert cli(env=env, module="taxi_pipeline.counts").stdout == expected  # the old entry point
     path = tmp_path / "home" / "warehouse.duckdb"
     with duckdb.connect(str(path), read_only=True) as con:
         assert check_main_table(con, "zoomcamp", GREEN) == ()  # the layout the pipeline makes passes
