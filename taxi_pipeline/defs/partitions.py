@@ -46,7 +46,3 @@ def check_month_key(partition_key: str, now: dt.datetime | None = None) -> dt.da
 def partition_month(context: dg.AssetExecutionContext) -> dt.date:
     """The first day of the month this run loads; the key is checked first (`check_month_key`)."""
     return check_month_key(context.partition_key)
-
-
-def month_of_key(partition_key: str) -> dt.date:
-    return MONTHLY_PARTITIONS.time_window_for_partition_key(partition_key).start.date()

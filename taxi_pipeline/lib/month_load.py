@@ -146,9 +146,7 @@ class MonthLoad:
         except InvalidFileError as exc:
             if not pending:
                 raise
-            rejected = self.objects.reject(stored, self.run_id, str(exc))
-            self.log(f"{stored.uri}: rejected, kept as {rejected.uri}; the month's object is unchanged")
-            raise FileRefusedError(exc, rejected) from exc
+            raise FileRefusedError(exc, self.objects.reject(stored, self.run_id, str(exc))) from exc
         if pending:
             self.objects.mark(stored, STAGED)
         self._supersede_others(stored if pending else None)
