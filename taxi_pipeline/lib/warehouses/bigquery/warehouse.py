@@ -196,7 +196,9 @@ class BigQueryWarehouse:
 
 def staged_table(colour: Colour, month: dt.date, raw: RawFile) -> str:
     """The month's staging table for the file `raw`: named after its bytes (MD5), so that a run
-    merges the table built from its own file whatever other runs of the month stage meanwhile."""
+    merges the table built from its own file whatever other runs of the month stage meanwhile.
+    A table name may hold letters, digits and underscores, up to 1,024 UTF-8 bytes
+    (https://cloud.google.com/bigquery/docs/tables#table_naming): the name and 16 hex digits fit."""
     suffix = f"__{raw.md5[:16]}" if raw.md5 else ""
     return f"{colour.month_table(month)}{suffix}"
 
