@@ -177,8 +177,9 @@ def test_a_sensor_tick_launches_a_late_month_through_the_launcher(deployment, bq
 
 
 def test_a_schedule_tick_launches_the_month_that_just_ended_through_the_launcher(deployment, bq):
-    # The sensor would see that month too: stopped for the schedule to be the one that launches it.
-    deployment.cli("daemon", "dagster", "sensor", "stop", "green_taxi_sensor", "-w", "deploy/workspace.grpc.yaml")
+    # The sensor would see that month too: stopped (and its tick under way waited out) for the schedule
+    # to be the one that launches it.
+    deployment.stop_sensor("green_taxi_sensor", "deploy/workspace.grpc.yaml")
     month = months_ago(1)
     name = publish(deployment, "green_tripdata_2023-02.parquet", month)
     try:

@@ -131,6 +131,17 @@ class Deployment:
                                 [run_ids, event_type])
         return count
 
+    def stop_sensor(self, name: str, workspace: str) -> None:
+        """Stops a sensor and waits out a tick already under way: a tick that started before the stop
+        still launches what it finds, even a month published after the stop."""
+        self.cli("daemon", "dagster", "sensor", "stop", name, "-w", workspace)
+        time.sleep(5)  # a daemon loop that read the state just before the stop has created its tick by now
+        deadline = time.monotonic() + 120
+        while self.query("SELECT 1 FROM job_ticks WHERE type = 'SENSOR' AND status = 'STARTED' "
+                         "AND tick_body LIKE %s", [f'%"{name}"%']):
+            assert time.monotonic() < deadline, f"a tick of {name} still under way after 120 s"
+            time.sleep(1)
+
     def cli(self, service: str, *args: str) -> str:
         """A command in a service's container, as a team runs one: `docker-compose exec`."""
         return self.compose("exec", "-T", service, *args, timeout=300)
