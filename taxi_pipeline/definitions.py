@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from taxi_pipeline.defs.analytics import (
+    analytics_project,
+    build_analytics_assets,
+    build_analytics_job,
+    build_analytics_sensor,
+    dbt_resource,
+)
 from taxi_pipeline.defs.assets import build_colour_assets
 from taxi_pipeline.defs.checks import build_main_table_check, build_schema_drift_check
 from taxi_pipeline.defs.jobs import build_colour_job
@@ -19,12 +26,20 @@ def defs() -> dg.Definitions:
     resources = build_resources()
     target = resources["target"]
     jobs = {name: build_colour_job(colour) for name, colour in COLOURS.items()}
+    assets = [a for c in COLOURS.values() for a in build_colour_assets(c, type(target))]
+    sensors = [build_colour_sensor(c, jobs[name], **sensor_overrides()) for name, c in COLOURS.items()]
+    project = analytics_project(type(target))
+    if project is not None:  # the analytics models, downstream of the main tables
+        assets.append(build_analytics_assets(project, type(target).analytics_pool()))
+        jobs["analytics"] = build_analytics_job()
+        sensors.append(build_analytics_sensor(jobs["analytics"]))
+        resources["dbt"] = dbt_resource(project)
     return dg.Definitions(
-        assets=[a for c in COLOURS.values() for a in build_colour_assets(c, type(target))],
+        assets=assets,
         asset_checks=[check for c in COLOURS.values() for check in (build_main_table_check(c), build_schema_drift_check(c))],
         jobs=list(jobs.values()),
         schedules=[build_colour_schedule(c, jobs[name], schedule_cron_override()) for name, c in COLOURS.items()],
-        sensors=[build_colour_sensor(c, jobs[name], **sensor_overrides()) for name, c in COLOURS.items()],
+        sensors=sensors,
         resources=resources,
         # On a 2-core machine one process per run is ~3x faster than one process per step.
         executor=dg.in_process_executor,

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import ClassVar
 
+import dagster as dg
 from dagster_gcp import BigQueryResource, GCSResource
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
@@ -16,6 +17,7 @@ from google.cloud import bigquery
 from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.admin.base import Admin
 from taxi_pipeline.lib.admin.gcp import GcpAdmin
+from taxi_pipeline.lib.analytics.project import bigquery_profile
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.stores.base import ObjectStore
 from taxi_pipeline.lib.stores.gcs import GcsObjectStore
@@ -67,6 +69,12 @@ class GcpTarget(TargetResource):
     def admin(self) -> Admin:
         return GcpAdmin(self.bigquery.get_client, self.bigquery.project, self.dataset, self.gcs.get_client(),
                         self.bucket)
+
+    @classmethod
+    def analytics_output(cls) -> dict:
+        env = dg.EnvVar
+        return bigquery_profile(env("GCP_PROJECT_ID").get_value(""), env("TAXI_DATASET").get_value("zoomcamp"),
+                                env("GCP_LOCATION").get_value("US"), env("BIGQUERY_EMULATOR_HOST").get_value())
 
     def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
         return BigQueryWarehouse(self.bigquery.get_client, self.bigquery.project, self.dataset, self.bigquery.location,

@@ -15,6 +15,7 @@ import dagster as dg
 
 from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.admin.base import Admin
+from taxi_pipeline.lib.analytics.project import duckdb_profile
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.settings import Settings, SettingsError, read_settings
 from taxi_pipeline.lib.sources import SourceChoice
@@ -56,23 +57,42 @@ class LocalTarget(TargetResource):
     warehouse_kind: ClassVar[str] = "duckdb"
 
     home: str = ".taxi"
+    duckdb_path: str = ""  # default: $TAXI_HOME/warehouse.duckdb
     dataset: str = "zoomcamp"
     memory_limit: str = "500MB"
     threads: int = 2
+
+    @property
+    def warehouse_path(self) -> Path:
+        return Path(self.duckdb_path) if self.duckdb_path else Path(self.home) / "warehouse.duckdb"
 
     def store(self) -> ObjectStore:
         return LocalObjectStore(Path(self.home) / "bucket")
 
     def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
         return DuckDBWarehouse(
-            Path(self.home) / "warehouse.duckdb", self.dataset,
-            memory_limit=self.memory_limit, threads=self.threads, log=log,
+            self.warehouse_path, self.dataset, memory_limit=self.memory_limit, threads=self.threads, log=log,
         )
 
     def admin(self) -> Admin:
         from taxi_pipeline.lib.admin.local import LocalAdmin
 
-        return LocalAdmin(Path(self.home) / "warehouse.duckdb", self.dataset, Path(self.home) / "bucket")
+        return LocalAdmin(self.warehouse_path, self.dataset, Path(self.home) / "bucket")
+
+    @classmethod
+    def analytics_output(cls) -> dict:
+        env = dg.EnvVar
+        path = env("TAXI_DUCKDB_PATH").get_value() or str(Path(env("TAXI_HOME").get_value(".taxi")) / "warehouse.duckdb")
+        return duckdb_profile(Path(path), env("TAXI_DATASET").get_value("zoomcamp"))
+
+    @classmethod
+    def analytics_pool(cls) -> str | None:
+        # dbt writes the one DuckDB file, as a merge does: it queues behind merges on the Runs page.
+        return WAREHOUSE_POOL
+
+    def wait_for_writer(self, log: Callable[[str], None]) -> None:
+        with DuckDBWarehouse(self.warehouse_path, self.dataset, log=log).connect():
+            pass
 
     @classmethod
     def pools(cls, colour: Colour) -> dict[str, str | None]:
@@ -101,7 +121,7 @@ def _required_env(name: str) -> dg.EnvVar:
 def build_target(name: str) -> TargetResource:
     dataset = _env("TAXI_DATASET", "zoomcamp")
     if name == "local":
-        return LocalTarget(home=_env("TAXI_HOME", ".taxi"), dataset=dataset)
+        return LocalTarget(home=_env("TAXI_HOME", ".taxi"), duckdb_path=_env("TAXI_DUCKDB_PATH", ""), dataset=dataset)
     if name == "gcp":
         # Imported only for this target: the Google client libraries take ~0.7 s to import, paid
         # by every run process, code-server reload and CLI call of the embedded default otherwise.

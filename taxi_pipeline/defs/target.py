@@ -38,6 +38,20 @@ class TargetResource(dg.ConfigurableResource):
         raise NotImplementedError
 
     @classmethod
+    def analytics_output(cls) -> dict:
+        """The dbt profile's output for this target, from the same settings (read from the
+        environment as the Definitions load: dbt parses its project against it)."""
+        raise NotImplementedError
+
+    @classmethod
+    def analytics_pool(cls) -> str | None:
+        """The Dagster pool of the dbt step, or None."""
+        return None
+
+    def wait_for_writer(self, log: Callable[[str], None]) -> None:
+        """Returns when dbt can open the warehouse for writing (a warehouse that takes one writer)."""
+
+    @classmethod
     def pools(cls, colour: Colour) -> dict[str, str | None]:
         """The Dagster pool of each warehouse step ("staging", "merge"), or None for no pool."""
         raise NotImplementedError

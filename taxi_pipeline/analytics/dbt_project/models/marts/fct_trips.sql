@@ -1,0 +1,20 @@
+-- Every trip of both colours' main tables, once each (unique_row_id is already the trip's key), with
+-- its zones. Incremental by month: a build replaces the months taxi_pipeline names, whole, in any
+-- order (a back-filled or corrected month as well as a new one).
+{{ config(materialized='incremental', **by_month_config('file_month')) }}
+
+with trips as (
+    select * from {{ ref('stg_green_trips') }} {{ months_filter() }}
+    union all
+    select * from {{ ref('stg_yellow_trips') }} {{ months_filter() }}
+)
+
+select
+    trips.*,
+    pickup.borough as pickup_borough,
+    pickup.zone as pickup_zone,
+    dropoff.borough as dropoff_borough,
+    dropoff.zone as dropoff_zone
+from trips
+left join {{ ref('dim_zones') }} as pickup on trips.pickup_zone_id = pickup.zone_id
+left join {{ ref('dim_zones') }} as dropoff on trips.dropoff_zone_id = dropoff.zone_id

@@ -1,0 +1,1 @@
+{{ staged_trips('green', 'lpep') }}

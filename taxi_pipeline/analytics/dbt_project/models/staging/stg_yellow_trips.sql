@@ -1,0 +1,1 @@
+{{ staged_trips('yellow', 'tpep') }}
