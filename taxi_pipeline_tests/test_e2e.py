@@ -119,7 +119,7 @@ class Stack:
 
 
 RUNS = """query Runs($filter: RunsFilter) { runsOrError(filter: $filter) {
-  ... on Runs { results { runId status jobName tags { key value } } } } }"""
+  ... on Runs { results { runId status jobName startTime endTime tags { key value } } } } }"""
 LAUNCH_BACKFILL = """mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $backfillParams) { __typename
     ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
@@ -222,6 +222,14 @@ def test_a_ui_asset_backfill_of_green_2020_loads_12_months_each_run_tagged(stack
     assert len(runs) == 12
     _assert_backfill_runs(stack, GREEN, runs, GREEN_2020)
     print(f"UI asset backfill: 12 runs in {time.monotonic() - started:.0f} s")
+    # The analytics models follow: their sensor waits for the backfill to end, then builds once.
+    [build] = stack.wait_for_runs(1, timeout_s=180, taxi="analytics")
+    assert build["status"] == "SUCCESS" and _tags(build)["trigger"] == "analytics_sensor", build
+    assert build["startTime"] >= max(r["endTime"] for r in runs)
+    fact = dict(query(stack.taxi_home, "SELECT filename, count(*) FROM zoomcamp.fct_trips GROUP BY 1"))
+    for name in (_csv_name(GREEN, dt.date.fromisoformat(p)) for p in GREEN_2020):
+        assert fact[name] == stack.rows[name], name
+    print(f"then one analytics build, {build['endTime'] - build['startTime']:.0f} s")
 
 
 def test_a_ui_job_page_backfill_tags_its_runs_too(stack):

@@ -11,6 +11,7 @@ the months merged after the oldest such record of the models it builds (see `lib
 import datetime as dt
 import hashlib
 import importlib.util
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,10 @@ ANALYTICS_JOB = "analytics_job"
 GROUP = "analytics"
 THROUGH = "taxi/main_tables_through"  # the storage id of the newest main-table materialization a build saw
 _MAIN_KEYS = {colour.main_table: main_asset_key(colour) for colour in COLOURS.values()}
-_LOCKED = "Could not set lock"  # DuckDB's words when another process writes the file
+_LOCKED = "Could not set lock"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PROGRESS = re.compile(r"\d+ of \d+ ")  # "1 of 13 ERROR creating sql view model ..."
+_WHAT_FAILED = re.compile(r"(Failure|Runtime Error|Database Error|Compilation Error) in ")  # DuckDB's words when another process writes the file
 
 
 class TaxiDbtTranslator(DagsterDbtTranslator):
@@ -116,10 +120,11 @@ def build_analytics_assets(project: AnalyticsProject, pool: str | None) -> dg.As
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, target: TargetResource, plan: BuildPlan,
            through: int, target_path: Path) -> Iterator:
     while True:
-        # The embedded warehouse takes one writer: wait for it as a loading step does (the same log
-        # line), then start dbt at once. A loading step that took the file in between makes dbt fail
-        # before it builds anything; then wait again.
-        target.wait_for_writer(context.log.info)
+        # Both main tables exist (a colour with no month yet is an empty one). On the embedded
+        # warehouse this waits for the file as a loading step does (the same log line), and dbt
+        # starts as soon as it is free; a loading step that took the file in between makes dbt
+        # fail before it builds anything, and then it waits again.
+        target.warehouse(context.log.info).ensure_main_tables(COLOURS.values())
         invocation = dbt.cli(plan.dbt_args(), context=context, raise_on_error=False, target_path=target_path)
         built = 0
         for event in invocation.stream():
@@ -133,12 +138,21 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, target: Targe
         if _LOCKED in error and built == 0:
             context.log.info("dbt found the warehouse taken by a loading step before it started: waiting again")
             continue
-        messages = [line for line in error.split("Errors parsed from dbt logs:")[-1].splitlines() if line.strip()]
-        raise dg.Failure(
-            description=f"dbt build failed: {messages[0] if messages else error.splitlines()[0]}",
-            metadata={"dbt errors": dg.MetadataValue.md("\n\n".join(messages) or error),
-                      "loaded months": "untouched: dbt writes only its own models"},
-        )
+        raise dg.Failure(description=f"dbt build failed: {_first_error(invocation)}",
+                         metadata={"dbt's errors": dg.MetadataValue.md(f"```\n{_ANSI.sub('', error)}\n```"),
+                                   "loaded months": "untouched: dbt writes only its own models"})
+
+
+def _first_error(invocation) -> str:
+    """dbt's own words for the first thing that failed, on one line: what failed (a model or a
+    test, with its file), then the engine's or the test's reason."""
+    messages = [_ANSI.sub("", m) for m in invocation._error_messages]  # dagster-dbt has no public list
+    lines = [line.strip() for m in messages if not _PROGRESS.match(m.strip()) for line in m.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return f"dbt exited with code {invocation.process.returncode} without saying why (was it killed?)"
+    reason = next((line for line in lines[1:] if not _WHAT_FAILED.match(line)), None)
+    return f"{lines[0]}: {reason}" if reason else lines[0]
 
 
 def dbt_resource(project: AnalyticsProject) -> DbtCliResource:

@@ -90,10 +90,6 @@ class LocalTarget(TargetResource):
         # dbt writes the one DuckDB file, as a merge does: it queues behind merges on the Runs page.
         return WAREHOUSE_POOL
 
-    def wait_for_writer(self, log: Callable[[str], None]) -> None:
-        with DuckDBWarehouse(self.warehouse_path, self.dataset, log=log).connect():
-            pass
-
     @classmethod
     def pools(cls, colour: Colour) -> dict[str, str | None]:
         # One DuckDB file takes one writing process, and DuckDB's own lock enforces it: a step

@@ -48,9 +48,6 @@ class TargetResource(dg.ConfigurableResource):
         """The Dagster pool of the dbt step, or None."""
         return None
 
-    def wait_for_writer(self, log: Callable[[str], None]) -> None:
-        """Returns when dbt can open the warehouse for writing (a warehouse that takes one writer)."""
-
     @classmethod
     def pools(cls, colour: Colour) -> dict[str, str | None]:
         """The Dagster pool of each warehouse step ("staging", "merge"), or None for no pool."""

@@ -114,11 +114,11 @@ _HOLDER = "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('held', 
 
 
 @contextlib.contextmanager
-def warehouse_held(home: Path) -> Iterator[None]:
+def warehouse_held(home: Path, path: Path | None = None) -> Iterator[None]:
     """Another process holds the embedded warehouse's file (as a DuckDB CLI left open would)
     until the block ends: every run or tick that needs it meanwhile finds it locked."""
     home.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(home / "warehouse.duckdb")],
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path or home / "warehouse.duckdb")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,6 +68,11 @@ class Warehouse(Protocol):
         """The months the main table holds rows of, with their row counts: what the schedules
         and sensors trust, rather than Dagster's records (a table may have been changed by hand).
         Raises `WarehouseBusyError` rather than wait."""
+
+    def ensure_main_tables(self, colours: Iterable[Colour]) -> None:
+        """Makes each colour's main table where it is missing, empty: the analytics models read
+        both colours' tables, also before a colour's first month lands. Waits for the warehouse as
+        a merge does."""
 
     def table_name(self, table: str) -> str:
         """The fully qualified name a user queries, e.g. `zoomcamp.green_tripdata`."""

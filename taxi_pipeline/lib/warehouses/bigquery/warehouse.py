@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
@@ -107,6 +107,12 @@ class BigQueryWarehouse:
                 return MonthStats(0, 0)
             [(rows, distinct)] = jobs.rows(sql.month_stats(self.project, self.dataset, colour), month_params(month))
         return MonthStats(rows, distinct)
+
+    def ensure_main_tables(self, colours: Iterable[Colour]) -> None:
+        with self._client() as client:
+            jobs = Jobs(client, self.location)
+            for colour in colours:
+                self._ensure_main_table(client, jobs, colour)
 
     def loaded_months(self, colour: Colour) -> dict[dt.date, int]:
         """From the partitions' metadata: the sensors and schedules ask on every tick."""

@@ -9,7 +9,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -224,6 +224,11 @@ class DuckDBWarehouse:
                     sql.month_stats(self.dataset, month_table, len(month_file_names)), sql.month_params(month_file_names)
                 ).fetchall()
         return MonthStats(rows, distinct)
+
+    def ensure_main_tables(self, colours: Iterable[Colour]) -> None:
+        with self.connect() as con:
+            for colour in colours:
+                self._ensure_layout(con, colour)
 
     def loaded_months(self, colour: Colour) -> dict[dt.date, int]:
         """The months the main table holds, with their rows (month tables with rows).
