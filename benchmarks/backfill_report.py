@@ -107,6 +107,23 @@ def summarise(report: dict) -> dict:
         "floor_tables_mib": round(floor_bytes / 2**20, 1),
         "warehouse_x_floors": round(report["warehouse_bytes"] / floor_bytes, 2),
         "bucket_mib": round(report["bucket_bytes"] / 2**20, 1), "mirror_mib": round(report["mirror_bytes"] / 2**20, 1),
+        **_analytics(report, wall),
+    }
+
+
+def _analytics(report: dict, wall: float) -> dict:
+    builds, cli = report.get("analytics_builds"), report.get("analytics_cli")
+    if not builds:
+        return {}
+    after = [b for b in builds if b["created"] >= max(r["ended"] for r in report["runs"]) - 60]
+    build_s = after[-1]["ended"] - after[-1]["started"]
+    return {
+        "analytics_builds": len(builds), "analytics_builds_during_backfill": len(builds) - len(after),
+        "analytics_build_status": after[-1]["status"], "analytics_build_s": round(build_s, 1),
+        "analytics_build_x_backfill": round(build_s / wall, 3),
+        "dbt_full_build_s": cli["full"]["wall_s"], "dbt_one_month_build_s": cli["one_month"]["wall_s"],
+        "dbt_one_month_x_full": round(cli["one_month"]["wall_s"] / cli["full"]["wall_s"], 3),
+        "dbt_one_month_cpu_x_full": round(cli["one_month"]["cpu_s"] / cli["full"]["cpu_s"], 3),
     }
 
 

@@ -51,3 +51,7 @@ def test_the_backfill_benchmark_loads_every_month_exactly_once_through_the_daemo
     assert summary["wall_s"] > 0 and summary["floors_sum_s"] > 0 and 0 <= summary["warehouse_slot_idle_pct"] <= 100
     assert summary["peak_rss_mb"] > summary["run_peak_rss_mb"] > 0 and summary["bucket_mib"] > 0
     assert "| yellow_tripdata_2020-12.csv |" in (tmp_path / "out" / "backfill.md").read_text()
+    # The analytics models: one build, launched by their sensor once the backfill had ended.
+    assert summary["analytics_builds"] == 1 and summary["analytics_builds_during_backfill"] == 0
+    assert summary["analytics_build_status"] == "SUCCESS"
+    assert summary["dbt_full_build_s"] > 0 and summary["dbt_one_month_build_s"] > 0

@@ -59,6 +59,9 @@ SETTING_TYPOS = {
     "TAXI_TARGET=gcp GCP_PROJECT_ID=My Project GCP_BUCKET_NAME=my-bucket": "GCP_PROJECT_ID='My Project' is not a project ID",
     "TAXI_TARGET=gcp GCP_PROJECT_ID=my-project GCP_BUCKET_NAME=My_Bucket": "GCP_BUCKET_NAME='My_Bucket' is not valid: invalid bucket name",
     "TAXI_TARGET=gcp GCP_PROJECT_ID=my-project GCP_BUCKET_NAME=my-bucket GCP_LOCATION=u s": "GCP_LOCATION='u s' is not a location",
+    "TAXI_DUCKDB_PATH=/data/taxi_rides_ny": "TAXI_DUCKDB_PATH='/data/taxi_rides_ny' is not a DuckDB file's path: use a path ending in .duckdb",
+    "TAXI_DBT_PROJECT_DIR=/nowhere/taxi_rides_ny": "TAXI_DBT_PROJECT_DIR='/nowhere/taxi_rides_ny' holds no dbt_project.yml",
+    "TAXI_DBT_EXECUTABLE=/nowhere/dbt": "TAXI_DBT_EXECUTABLE='/nowhere/dbt' is not an executable file",
 }
 
 

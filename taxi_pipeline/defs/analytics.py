@@ -27,7 +27,7 @@ from taxi_pipeline.defs.jobs import job_name
 from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
 from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.analytics.plan import BuildPlan, plan_build
-from taxi_pipeline.lib.analytics.project import BUNDLED_PROJECT, AnalyticsProject
+from taxi_pipeline.lib.analytics.project import BUNDLED_PROJECT, AnalyticsProject, AnalyticsProjectError
 from taxi_pipeline.lib.colours import COLOURS
 
 ANALYTICS_JOB = "analytics_job"
@@ -106,7 +106,13 @@ def analytics_project(target: type[TargetResource]) -> AnalyticsProject | None:
 
 
 def build_analytics_assets(project: AnalyticsProject, pool: str | None) -> dg.AssetsDefinition:
-    @dbt_assets(manifest=project.prepare(), dagster_dbt_translator=TaxiDbtTranslator(), name="analytics",
+    try:
+        manifest = project.prepare()
+    except AnalyticsProjectError as exc:  # the first line a user reads, above the loader's traceback
+        print(f"taxi_pipeline: {exc}", file=sys.stderr, flush=True)
+        raise
+
+    @dbt_assets(manifest=manifest, dagster_dbt_translator=TaxiDbtTranslator(), name="analytics",
                 pool=pool)
     def analytics(context: dg.AssetExecutionContext, dbt: DbtCliResource, target: TargetResource):
         """`dbt build` of the analytics models: the months merged since their last build."""

@@ -114,4 +114,21 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         _cron("TAXI_SCHEDULE_CRON", env["TAXI_SCHEDULE_CRON"])
     if target == "gcp":
         _check_gcp(env)
+    _check_analytics(env)
     return Settings(target, source, dataset)
+
+
+def _check_analytics(env: Mapping[str, str]) -> None:
+    """The warehouse file's path and the dbt project's settings (docs/analytics.md)."""
+    path = env.get("TAXI_DUCKDB_PATH")
+    if path is not None and (not path.endswith(".duckdb") or os.path.isdir(path)):
+        raise SettingsError(f"TAXI_DUCKDB_PATH={path!r} is not a DuckDB file's path: use a path ending in .duckdb, "
+                            "e.g. /data/taxi_rides_ny.duckdb")
+    project = env.get("TAXI_DBT_PROJECT_DIR")
+    if project is not None and not os.path.isfile(os.path.join(project, "dbt_project.yml")):
+        raise SettingsError(f"TAXI_DBT_PROJECT_DIR={project!r} holds no dbt_project.yml: point it at a dbt project's "
+                            "folder, or unset it for the bundled analytics models")
+    executable = env.get("TAXI_DBT_EXECUTABLE")
+    if executable and not os.access(executable, os.X_OK):
+        raise SettingsError(f"TAXI_DBT_EXECUTABLE={executable!r} is not an executable file: use the path of a dbt "
+                            "command, e.g. /opt/dbt-bigquery/bin/dbt")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 _CONFLICT = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 _COMMAND_CHARS = 100
+_DBT_BUILD = re.compile(r"/dbt build( |$)")
 LOCK_TAKEN = "took the warehouse lock of"  # the line a step logs when its wait is over
 HINT = (
     "if it is a DuckDB CLI or a notebook, close it; to read while loading, use "
@@ -41,8 +42,10 @@ class LockHolder:
 
     @property
     def is_pipeline_run(self) -> bool:
-        """A Dagster run of this project lets go on its own when its warehouse step ends."""
-        return "dagster" in (self.command or "")
+        """A Dagster run of this project, or the dbt build of its analytics step, lets go on its own
+        when its step ends."""
+        command = self.command or ""
+        return "dagster" in command or _DBT_BUILD.search(command) is not None
 
 
 def is_lock_conflict(error_text: str) -> bool:
@@ -87,7 +90,7 @@ def holder_of(error_text: str) -> LockHolder:
 def _message(path: str | Path, error_text: str, state: str | None) -> str:
     holder = holder_of(error_text)
     if holder.is_pipeline_run:
-        advice = "it is another run's warehouse step, which lets go when it ends"
+        advice = "it is another run's warehouse step (a load or a dbt build), which lets go when it ends"
     else:
         advice = HINT
     return f"warehouse {path} is locked by {holder.describe()}{f': {state}' if state else ''}; {advice}"
