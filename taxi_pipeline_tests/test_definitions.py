@@ -57,6 +57,8 @@ def test_the_analytics_models_are_assets_downstream_of_both_main_tables_with_the
     for colour in COLOURS:
         assert {k.to_user_string() for k in graph.get(dg.AssetKey(f"stg_{colour}_trips")).parent_keys} == {
             f"{colour}_tripdata"}
+    assert {k.to_user_string() for k in graph.get(dg.AssetKey("fct_trips")).parent_keys} == {
+        "green_tripdata", "yellow_tripdata", "dim_zones"}
     assert graph.get(dg.AssetKey("mart_monthly_zone_revenue")).parent_keys == {dg.AssetKey("fct_trips")}
     dbt_tests = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys
                  if graph.get(k.asset_key).group_name == "analytics"}

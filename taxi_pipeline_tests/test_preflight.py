@@ -13,6 +13,7 @@ from google.cloud import storage
 from taxi_pipeline.lib.preflight import verdicts
 from taxi_pipeline.lib.preflight.estimate import estimate
 from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.test_analytics_bigquery import DBT_BIGQUERY
 from taxi_pipeline_tests.test_operate import cli, execute_job
 from taxi_pipeline_tests.test_operate_gcp import gcp_env  # noqa: F401  (a fixture)
 
@@ -21,7 +22,8 @@ from taxi_pipeline_tests.test_operate_gcp import gcp_env  # noqa: F401  (a fixtu
 def test_preflight_on_the_emulators_loads_checks_and_cleans_up(gcp_env):  # noqa: F811
     dataset, bucket = gcp_env["TAXI_DATASET"], gcp_env["GCP_BUCKET_NAME"]
     execute_job("green_taxi_job", "2020-04-01", gcp_env)  # a live month: the MERGE dry run meets a real table
-    done = cli("preflight", "--from", "2019-01", "--to", "2020-12", env=gcp_env)
+    with_dbt = {**gcp_env, "TAXI_DBT_EXECUTABLE": str(DBT_BIGQUERY)}
+    done = cli("preflight", "--from", "2019-01", "--to", "2020-12", env=with_dbt)
     print(done.stdout, done.stderr)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
@@ -33,6 +35,11 @@ def test_preflight_on_the_emulators_loads_checks_and_cleans_up(gcp_env):  # noqa
     assert any(line.startswith("  ok    billing:") for line in lines)
     assert any("merge cost" in line and "MERGE of 2020-04" in line for line in lines)
     assert "2019-01..2020-12: 48 months, ~116,825" in done.stdout and lines[-1].startswith("ready")
+    # The analytics models' staging SQL, compiled by dbt-bigquery and dry-run on the live tables.
+    assert any(line.startswith("  ok    analytics stg_green_trips: dry run for 2020-04: ") for line in lines), lines
+    assert "  info  analytics stg_yellow_trips: not dry-run: no month of its main table is loaded yet" in lines
+    without = cli("preflight", "--from", "2019-01", "--to", "2019-01", env=gcp_env)
+    assert "  info  analytics: no dbt with the BigQuery adapter here" in without.stdout
     # Nothing of the smoke load is left, and the live month is as it was.
     assert not [b.name for b in storage.Client(project=PROJECT).list_blobs(bucket, prefix="preflight/")]
     counts = cli("counts", env=gcp_env).stdout

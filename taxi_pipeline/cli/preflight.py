@@ -25,6 +25,8 @@ GCP_BUCKET_NAME, GCP_LOCATION, TAXI_DATASET, GOOGLE_APPLICATION_CREDENTIALS). In
     compared with the reference, and its jobs' bytes billed shown (a few tens of MB at most);
   - a dry run of the month's MERGE against the live main table: its bytes estimate must be about
     one month's partition, not the table; a sandbox project (no billing) refuses it;
+  - the analytics models (dbt): a dbt with the BigQuery adapter (TAXI_DBT_EXECUTABLE), and their
+    staging SQL compiled by it and dry-run against the main tables, with its bytes;
   - the cost of a backfill over --from..--to on on-demand pricing (an estimate).
 
 exit codes: 0 ready, 1 not ready (each FAIL line says why and what to do), 2 usage error"""
@@ -53,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--from/--to take YYYY-MM: {exc}") from exc
     if os.environ.get("TAXI_TARGET") != "gcp":
         raise ConfigError("preflight checks the GCP target: set TAXI_TARGET=gcp (and GCP_PROJECT_ID, GCP_BUCKET_NAME)")
+    from taxi_pipeline.defs.analytics import analytics_project
+    from taxi_pipeline.defs.gcp_target import GcpTarget
+
     with open_admin() as admin:
         preflight = Preflight(admin.gcs, admin.client_factory, admin.project, admin.bucket, admin.dataset,
-                              os.environ.get("GCP_LOCATION", "US"))
+                              os.environ.get("GCP_LOCATION", "US"), analytics_project(GcpTarget))
         print(f"preflight: project {admin.project}, bucket gs://{admin.bucket}, dataset {admin.dataset}")
         failed = 0
         for check in preflight.checks(smoke=not args.no_smoke):

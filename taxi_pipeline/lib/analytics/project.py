@@ -9,6 +9,7 @@ never into the project, which may be read-only (the bundled one, installed in si
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -36,11 +37,13 @@ def duckdb_profile(path: Path, schema: str, *, threads: int = 1, memory_limit: s
 
 
 def bigquery_profile(project: str, dataset: str, location: str, api_endpoint: str | None = None) -> dict:
-    """dbt-bigquery's output with Application Default Credentials (as the pipeline's own clients)."""
+    """dbt-bigquery's output with Application Default Credentials (as the pipeline's own clients).
+    With an emulator's endpoint, a placeholder token instead, as the pipeline's clients use
+    anonymous credentials there (an emulator checks none)."""
     profile = {"type": "bigquery", "method": "oauth", "project": project, "dataset": dataset,
                "location": location, "threads": 4, "job_execution_timeout_seconds": 3600}
-    if api_endpoint:  # the emulator, in the tests
-        profile["api_endpoint"] = api_endpoint
+    if api_endpoint:
+        profile |= {"api_endpoint": api_endpoint, "method": "oauth-secrets", "token": "emulator"}
     return profile
 
 
@@ -118,6 +121,19 @@ class AnalyticsProject:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return manifest
+
+    def compile(self, out: Path, select: tuple[str, ...] = (), variables: dict | None = None) -> dict[str, str]:
+        """The compiled SQL of the models `select` names (default all), by model name, as a build
+        with these `--vars` would run them. dbt asks the warehouse which models exist already."""
+        done = subprocess.run(
+            [self.executable, "compile", "--quiet", "--project-dir", str(self.project_dir), "--profiles-dir",
+             str(self.profiles_dir), "--target-path", str(out), "--vars", json.dumps(variables or {}),
+             *(["--select", *select] if select else [])],
+            env=self.environment(), capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            detail = (done.stdout + done.stderr).strip().splitlines()
+            raise AnalyticsProjectError(f"dbt compile of {self.project_dir} failed: {' '.join(detail[-3:])}")
+        return {path.stem: path.read_text() for path in (out / "compiled").rglob("models/**/*.sql")}
 
     def _digest(self) -> str:
         """What the manifest depends on: the project's files (names, sizes, times), dbt's version and

@@ -1,6 +1,6 @@
 """`preflight`: is this GCP project ready for the pipeline? Asks the services, in the order a user
 fixes things: who am I, the bucket, the dataset, where they are, what I may do, then a real smoke
-load and the dry runs. Each answer becomes a `Check` (see `verdicts`)."""
+load and the dry runs, the analytics models' SQL last. Each answer becomes a `Check` (see `verdicts`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from google.api_core import exceptions as google_errors
 from google.cloud import bigquery, storage
 
 from taxi_pipeline.lib import gcp_roles
-from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.analytics.project import AnalyticsProject
+from taxi_pipeline.lib.colours import COLOURS, GREEN
 from taxi_pipeline.lib.preflight import verdicts
+from taxi_pipeline.lib.preflight.analytics import analytics_checks
 from taxi_pipeline.lib.preflight.smoke import Smoke
 from taxi_pipeline.lib.preflight.verdicts import FAIL, INFO, OK, Check
 from taxi_pipeline.lib.warehouses.bigquery.dataset import ensure_dataset
@@ -39,8 +41,8 @@ def identity() -> Check:
 
 class Preflight:
     def __init__(self, gcs: storage.Client, bigquery_client: ClientFactory, project: str, bucket: str,
-                 dataset: str, location: str | None):
-        self.gcs, self._client = gcs, bigquery_client
+                 dataset: str, location: str | None, analytics: AnalyticsProject | None = None):
+        self.gcs, self._client, self.analytics = gcs, bigquery_client, analytics
         self.project, self.bucket_name, self.dataset, self.location = project, bucket, dataset, location
         self.warehouse = BigQueryWarehouse(bigquery_client, project, dataset, location)
 
@@ -58,6 +60,8 @@ class Preflight:
             if not smoke:
                 return
             yield from self._smoke(client, dataset)
+            newest = {c.main_table: max(self.warehouse.loaded_months(c), default=None) for c in COLOURS.values()}
+            yield from analytics_checks(client, self.analytics, newest)
 
     def _bucket(self) -> Iterator[Check]:
         name = f"gs://{self.bucket_name}"

@@ -1,6 +1,9 @@
 {#- A colour's trips with the types analytics need: integer ids (the main tables keep the files' text),
-    the pickup and dropoff times under one name for both colours. -#}
-{% macro staged_trips(colour, time_prefix) -%}
+    the pickup and dropoff times under one name for both colours. `months` (a list, or none for
+    every month) filters the main table's read itself, on its partitioning column: BigQuery prunes
+    a time-unit column-partitioned table on a constant filter of that column
+    (https://cloud.google.com/bigquery/docs/querying-partitioned-tables#use_a_constant_filter_expression). -#}
+{% macro staged_trips(colour, time_prefix, months=none) -%}
 {%- set integer = api.Column.translate_type('integer') -%}
 select
     unique_row_id,
@@ -25,4 +28,7 @@ select
     congestion_surcharge,
     total_amount
 from {{ source('taxi', colour ~ '_tripdata') }}
+{%- if months is not none %}
+where {{ file_month() }} in ({{ month_literals(months) }})
+{%- endif %}
 {%- endmacro %}

@@ -1,12 +1,15 @@
 -- Every trip of both colours' main tables, once each (unique_row_id is already the trip's key), with
 -- its zones. Incremental by month: a build replaces the months taxi_pipeline names, whole, in any
--- order (a back-filled or corrected month as well as a new one).
+-- order (a back-filled or corrected month as well as a new one). It reads the main tables through
+-- the staging views' own macro, so that an incremental build's month filter is on the main
+-- tables' partitioning column itself.
 {{ config(materialized='incremental', **by_month_config('file_month')) }}
+{%- set months = var('months') if is_incremental() else none %}
 
 with trips as (
-    select * from {{ ref('stg_green_trips') }} {{ months_filter() }}
+    {{ staged_trips('green', 'lpep', months) }}
     union all
-    select * from {{ ref('stg_yellow_trips') }} {{ months_filter() }}
+    {{ staged_trips('yellow', 'tpep', months) }}
 )
 
 select
