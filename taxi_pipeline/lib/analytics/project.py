@@ -103,7 +103,7 @@ class AnalyticsProject:
         profiles = self.profiles_dir / "profiles.yml"
         if not profiles.exists() or profiles.read_text() != text:
             _write_atomically(profiles, text)
-        manifest = _cache_root() / self._digest() / "manifest.json"
+        manifest = _cache_root(self.state_dir / "manifests") / self._digest() / "manifest.json"
         if manifest.exists():
             return manifest
         manifest.parent.mkdir(parents=True, exist_ok=True)
@@ -150,9 +150,15 @@ class AnalyticsProject:
         return digest.hexdigest()
 
 
-def _cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "taxi_pipeline" / "dbt-manifests"
+def _cache_root(fallback: Path) -> Path:
+    """The user's cache folder, or `fallback` where there is none to write (a container's user
+    without a home)."""
+    try:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "taxi_pipeline" / "dbt-manifests"
+        root.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError):  # RuntimeError: Path.home() with no HOME and no passwd entry
+        return fallback
+    return root if os.access(root, os.W_OK) else fallback
 
 
 def _write_atomically(path: Path, text: str) -> None:
