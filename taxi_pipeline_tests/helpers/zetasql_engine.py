@@ -26,6 +26,7 @@ from zetasql.types import (
     EvaluateQueryRequest,
     LanguageOptions,
     Parameter,
+    SimpleCatalog,
     TableContent,
     TableData,
     Type,
@@ -40,6 +41,10 @@ KINDS = {
     "STRING": TypeKind.TYPE_STRING, "INT64": TypeKind.TYPE_INT64, "FLOAT64": TypeKind.TYPE_DOUBLE,
     "NUMERIC": TypeKind.TYPE_NUMERIC, "TIMESTAMP": TypeKind.TYPE_TIMESTAMP, "DATE": TypeKind.TYPE_DATE,
     "BYTES": TypeKind.TYPE_BYTES, "BOOL": TypeKind.TYPE_BOOL,
+}
+TYPE_ALIASES = {
+    **dict.fromkeys(("INT", "SMALLINT", "INTEGER", "BIGINT", "TINYINT", "BYTEINT"), TypeKind.TYPE_INT64),
+    "DECIMAL": TypeKind.TYPE_NUMERIC, "BIGDECIMAL": TypeKind.TYPE_BIGNUMERIC,
 }
 _EPOCH = dt.date(1970, 1, 1)
 _NUMERIC_SCALE = decimal.Decimal(10) ** 9
@@ -111,7 +116,13 @@ class ZetaSQL:
             for column, kind in t.columns.items():
                 table.add_column(column, KINDS[kind])
             builder.add_table(table.build())
-        return builder.with_builtin_functions(self.builtins).build()
+        catalog = builder.with_builtin_functions(self.builtins).build()
+        # BigQuery's type aliases, which the reference implementation does not know by itself
+        # (https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#integer_types,
+        # https://cloud.google.com/bigquery/docs/reference/standard-sql/data-types#decimal_types).
+        for alias, kind in TYPE_ALIASES.items():
+            catalog.named_type.append(SimpleCatalog.NamedType(name=alias, type=Type(type_kind=kind)))
+        return catalog
 
     def _options(self, params: dict[str, tuple[str, object]]) -> AnalyzerOptions:
         # BigQuery's default time zone is UTC; ZetaSQL's is America/Los_Angeles
