@@ -43,7 +43,7 @@ def _timed(command: list[str], env: dict[str, str]) -> dict:
 def full_and_one_month(warehouse: Path, work: Path, month: str) -> dict:
     """`dbt build --full-refresh` of the bundled project, then `dbt build` of one month only."""
     project = AnalyticsProject(BUNDLED_PROJECT, work / "dbt", duckdb_profile(warehouse, "zoomcamp"))
-    project.prepare()
+    project.write_profile()
     base = [project.executable, "build", "--project-dir", str(project.project_dir), "--profiles-dir",
             str(project.profiles_dir), "--target-path", str(work / "dbt" / "target")]
     env = project.environment()

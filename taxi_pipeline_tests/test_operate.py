@@ -365,5 +365,5 @@ def test_dg_check_defs_and_list_defs_pass(tmp_path):
     listed = subprocess.run([dg_cli, "list", "defs", "--json"], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert listed.returncode == 0, listed.stderr
     defs = json.loads(listed.stdout)
-    assert {j["name"] for j in defs["jobs"]} == {"green_taxi_job", "yellow_taxi_job"}
+    assert {j["name"] for j in defs["jobs"]} == {"green_taxi_job", "yellow_taxi_job", "analytics_job"}
     assert {s["name"] for s in defs["schedules"]} == {"green_taxi_schedule", "yellow_taxi_schedule"}

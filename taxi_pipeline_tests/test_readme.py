@@ -133,10 +133,14 @@ def test_the_readme_commands_run_as_written(server, tmp_path):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         with DagsterInstance.from_config(str(repo)) as instance:
             deadline = time.monotonic() + 300
-            while True:  # the four months, then the analytics models built by their sensor after them
+            # The four months; under `dg dev` also the analytics models, built by their sensor after
+            # them (its 30 s interval: waited for once).
+            marts = server.startswith(".venv/bin/dg")
+            while True:
                 runs = instance.get_runs()
                 loads = [r for r in runs if r.job_name != "analytics_job"]
-                if len(loads) >= 4 and all(r.status in TERMINAL for r in runs) and _built_after(instance, runs):
+                if len(loads) >= 4 and all(r.status in TERMINAL for r in runs) and (
+                        not marts or _built_after(instance, runs)):
                     break
                 assert time.monotonic() < deadline, [(r.job_name, r.tags.get("dagster/partition"), r.status) for r in runs]
                 time.sleep(1)
@@ -157,7 +161,7 @@ def test_the_readme_commands_run_as_written(server, tmp_path):
     loaded = dict(query(repo / ".taxi", "SELECT filename, count(*) FROM zoomcamp.green_tripdata GROUP BY 1"))
     loaded.update(query(repo / ".taxi", "SELECT filename, count(*) FROM zoomcamp.yellow_tripdata GROUP BY 1"))
     assert loaded == ROWS, loaded
-    # The marts follow the months: every loaded row is in the fact, once.
-    fact = dict(query(repo / ".taxi", "SELECT filename, count(*) FROM zoomcamp.fct_trips GROUP BY 1"))
-    assert fact == ROWS, fact
+    if server.startswith(".venv/bin/dg"):  # the marts follow the months: every loaded row in the fact, once
+        fact = dict(query(repo / ".taxi", "SELECT filename, count(*) FROM zoomcamp.fct_trips GROUP BY 1"))
+        assert fact == ROWS, fact
     print(f"\n{server.split()[0]}: " + ", ".join(timings))

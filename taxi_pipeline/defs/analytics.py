@@ -117,20 +117,23 @@ def build_analytics_assets(project: AnalyticsProject, pool: str | None) -> dg.As
         """`dbt build` of the analytics models: the months merged since their last build."""
         plan, through = plan_for(context, project)
         context.log.info(f"dbt build: {plan.reason}")
-        yield from _build(context, dbt, target, plan, through, project.state_dir / "runs" / context.run.run_id)
+        project.write_profile()
+        yield from _build(context, dbt, target, plan, through, project)
 
     return analytics
 
 
 def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource, target: TargetResource, plan: BuildPlan,
-           through: int, target_path: Path) -> Iterator:
+           through: int, project: AnalyticsProject) -> Iterator:
+    args = [*plan.dbt_args(), "--profiles-dir", str(project.profiles_dir)]
+    target_path = project.state_dir / "runs" / context.run.run_id
     while True:
         # Both main tables exist (a colour with no month yet is an empty one). On the embedded
         # warehouse this waits for the file as a loading step does (the same log line), and dbt
         # starts as soon as it is free; a loading step that took the file in between makes dbt
         # fail before it builds anything, and then it waits again.
         target.warehouse(context.log.info).ensure_main_tables(COLOURS.values())
-        invocation = dbt.cli(plan.dbt_args(), context=context, raise_on_error=False, target_path=target_path)
+        invocation = dbt.cli(args, context=context, raise_on_error=False, target_path=target_path)
         built = 0
         for event in invocation.stream():
             if isinstance(event, dg.Output):
@@ -161,8 +164,12 @@ def _first_error(invocation) -> str:
 
 
 def dbt_resource(project: AnalyticsProject) -> DbtCliResource:
-    return DbtCliResource(project_dir=str(project.project_dir), profiles_dir=str(project.profiles_dir),
-                          dbt_executable=project.executable)
+    # No usage statistics and no version check: both ask dbt Labs' servers, which a machine may
+    # not reach, on every invocation.
+    # The profile is passed with each command (`--profiles-dir`): it is written when dbt is about
+    # to run, and the resource must not require it while the definitions load.
+    return DbtCliResource(project_dir=str(project.project_dir), dbt_executable=project.executable,
+                          global_config_flags=["--no-send-anonymous-usage-stats", "--no-version-check"])
 
 
 def build_analytics_job():

@@ -91,33 +91,42 @@ class AnalyticsProject:
         return {**os.environ, "DBT_LOG_PATH": str(self.state_dir / "logs"), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
                 "DBT_VERSION_CHECK": "false", "DBT_PROFILES_DIR": str(self.profiles_dir)}
 
-    def prepare(self) -> Path:
-        """Writes the profile and returns the project's manifest, parsed again only when the project
-        or what the parse depends on changed. Manifests are kept per machine in a cache (by a digest of
-        the project's files and the profile), so a new TAXI_HOME does not pay a parse. Safe when several
-        processes load the definitions at once: each parses into a folder of its own and moves the
-        manifest into place in one rename."""
-        self.check_packages()
+    def profile_text(self) -> str:
         profile = {self.profile_name(): {"target": TARGET_NAME, "outputs": {TARGET_NAME: self.output}}}
-        text = yaml.safe_dump(profile, sort_keys=True)
-        profiles = self.profiles_dir / "profiles.yml"
+        return yaml.safe_dump(profile, sort_keys=True)
+
+    def write_profile(self) -> None:
+        """The profile dbt runs with, in the state folder: written when dbt is about to run, never
+        while the definitions load (a load writes nothing under TAXI_HOME)."""
+        profiles, text = self.profiles_dir / "profiles.yml", self.profile_text()
         if not profiles.exists() or profiles.read_text() != text:
             _write_atomically(profiles, text)
+
+    def prepare(self) -> Path:
+        """The project's manifest, parsed again only when the project or what the parse depends on
+        changed. Manifests are kept per machine in a cache (by a digest of the project's files and
+        the profile), so a new TAXI_HOME does not pay a parse. Safe when several processes load the
+        definitions at once: each parses into a folder of its own and moves the manifest into place
+        in one rename."""
+        self.check_packages()
         manifest = _cache_root(self.state_dir / "manifests") / self._digest() / "manifest.json"
         if manifest.exists():
             return manifest
         manifest.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="parse-", dir=manifest.parent))
         try:
+            # dbt parse reads a profile but connects to nothing: one in the scratch folder will do.
+            (scratch / "profiles.yml").write_text(self.profile_text())
             done = subprocess.run(
                 [self.executable, "parse", "--quiet", "--project-dir", str(self.project_dir),
-                 "--profiles-dir", str(self.profiles_dir), "--target-path", str(scratch), "--no-partial-parse"],
-                env=self.environment(), capture_output=True, text=True, check=False)
+                 "--profiles-dir", str(scratch), "--target-path", str(scratch / "target"), "--no-partial-parse"],
+                env={**self.environment(), "DBT_LOG_PATH": str(scratch / "logs")},
+                capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 detail = (done.stdout + done.stderr).strip().splitlines()
                 raise AnalyticsProjectError(
                     f"dbt project {self.project_dir} does not parse: {' '.join(detail[-3:]) or 'no output'}")
-            os.replace(scratch / "manifest.json", manifest)
+            os.replace(scratch / "target" / "manifest.json", manifest)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return manifest
@@ -125,6 +134,7 @@ class AnalyticsProject:
     def compile(self, out: Path, select: tuple[str, ...] = (), variables: dict | None = None) -> dict[str, str]:
         """The compiled SQL of the models `select` names (default all), by model name, as a build
         with these `--vars` would run them. dbt asks the warehouse which models exist already."""
+        self.write_profile()
         done = subprocess.run(
             [self.executable, "compile", "--quiet", "--project-dir", str(self.project_dir), "--profiles-dir",
              str(self.profiles_dir), "--target-path", str(out), "--vars", json.dumps(variables or {}),
