@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from taxi_pipeline.defs.resources import LocalTarget
-from taxi_pipeline.lib.analytics.project import AnalyticsProject, duckdb_profile
+from taxi_pipeline.lib.analytics.project import AnalyticsProject, AnalyticsProjectError, duckdb_profile
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.helpers.analytics import build_analytics
 from taxi_pipeline_tests.helpers.support import DATA, MIRROR, load_month, make_resources, warehouse_held
@@ -95,3 +95,12 @@ def test_the_build_waits_for_the_warehouse_a_load_holds_and_never_fails_on_the_l
         assert "waiting" in waited[0] and str(path) in waited[0]
         everything = "\n".join(r.user_message for r in instance.all_logs(result.run_id))
         assert "Could not set lock" not in everything
+
+
+def test_a_project_without_its_packages_is_refused_with_the_way_out(tmp_path):
+    project_dir = shutil.copytree(COURSE, tmp_path / "taxi_rides_ny", ignore=shutil.ignore_patterns("dbt_packages"))
+    project = AnalyticsProject(project_dir, tmp_path / "dbt", duckdb_profile(tmp_path / "x.duckdb", "prod"))
+    with pytest.raises(AnalyticsProjectError, match=r"lists packages \(packages.yml\) but has none in dbt_packages/: "
+                                                    r"run `dbt deps` in .* once where the package hub is reachable"):
+        project.prepare()
+    assert not (tmp_path / "dbt").exists()  # refused before anything is written
