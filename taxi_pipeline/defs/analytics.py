@@ -34,10 +34,10 @@ ANALYTICS_JOB = "analytics_job"
 GROUP = "analytics"
 THROUGH = "taxi/main_tables_through"  # the storage id of the newest main-table materialization a build saw
 _MAIN_KEYS = {colour.main_table: main_asset_key(colour) for colour in COLOURS.values()}
-_LOCKED = "Could not set lock"
+_LOCKED = "Could not set lock"  # DuckDB's words when another process writes the file
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _PROGRESS = re.compile(r"\d+ of \d+ ")  # "1 of 13 ERROR creating sql view model ..."
-_WHAT_FAILED = re.compile(r"(Failure|Runtime Error|Database Error|Compilation Error) in ")  # DuckDB's words when another process writes the file
+_WHAT_FAILED = re.compile(r"(Failure|Runtime Error|Database Error|Compilation Error) in ")
 
 
 class TaxiDbtTranslator(DagsterDbtTranslator):
@@ -165,9 +165,8 @@ def _first_error(invocation) -> str:
 
 def dbt_resource(project: AnalyticsProject) -> DbtCliResource:
     # No usage statistics and no version check: both ask dbt Labs' servers, which a machine may
-    # not reach, on every invocation.
-    # The profile is passed with each command (`--profiles-dir`): it is written when dbt is about
-    # to run, and the resource must not require it while the definitions load.
+    # not reach, on every invocation. The profile is passed with each command (`--profiles-dir`):
+    # it is written when dbt is about to run, and the resource must not require it at load.
     return DbtCliResource(project_dir=str(project.project_dir), dbt_executable=project.executable,
                           global_config_flags=["--no-send-anonymous-usage-stats", "--no-version-check"])
 

@@ -50,6 +50,11 @@ class SourceResource(dg.ConfigurableResource):
                              deadline_s=self.deadline_s)
 
 
+def warehouse_file(home: str, duckdb_path: str) -> Path:
+    """The embedded warehouse's file: `TAXI_DUCKDB_PATH`, else `$TAXI_HOME/warehouse.duckdb`."""
+    return Path(duckdb_path) if duckdb_path else Path(home) / "warehouse.duckdb"
+
+
 class LocalTarget(TargetResource):
     """The embedded default: `$TAXI_HOME/bucket` as the bucket, `$TAXI_HOME/warehouse.duckdb`."""
 
@@ -64,7 +69,7 @@ class LocalTarget(TargetResource):
 
     @property
     def warehouse_path(self) -> Path:
-        return Path(self.duckdb_path) if self.duckdb_path else Path(self.home) / "warehouse.duckdb"
+        return warehouse_file(self.home, self.duckdb_path)
 
     def store(self) -> ObjectStore:
         return LocalObjectStore(Path(self.home) / "bucket")
@@ -82,8 +87,8 @@ class LocalTarget(TargetResource):
     @classmethod
     def analytics_output(cls) -> dict:
         env = dg.EnvVar
-        path = env("TAXI_DUCKDB_PATH").get_value() or str(Path(env("TAXI_HOME").get_value(".taxi")) / "warehouse.duckdb")
-        return duckdb_profile(Path(path), env("TAXI_DATASET").get_value("zoomcamp"))
+        path = warehouse_file(env("TAXI_HOME").get_value(".taxi"), env("TAXI_DUCKDB_PATH").get_value(""))
+        return duckdb_profile(path, env("TAXI_DATASET").get_value("zoomcamp"))
 
     @classmethod
     def analytics_pool(cls) -> str | None:
