@@ -32,7 +32,10 @@ date '{{ month }}'{% if not loop.last %}, {% endif %}
 {%- endmacro %}
 
 {#- Replaces a month whole: BigQuery overwrites the month's partitions, DuckDB deletes the month's
-    rows and inserts the new ones, in one transaction. -#}
+    rows and inserts the new ones, in one transaction. BigQuery partitions a DATE column by month
+    (https://cloud.google.com/bigquery/docs/partitioned-tables#date_timestamp_partitioned_tables);
+    dbt-bigquery's insert_overwrite replaces the partitions the new rows fall in
+    (https://docs.getdbt.com/reference/resource-configs/bigquery-configs#the-insert_overwrite-strategy). -#}
 {% macro by_month_config(month_column) -%}
 {%- if target.type == 'bigquery' -%}
 {{ return({'incremental_strategy': 'insert_overwrite',
