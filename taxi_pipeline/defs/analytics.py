@@ -10,7 +10,6 @@ the months merged after the oldest such record of the models it builds (see `lib
 
 import datetime as dt
 import hashlib
-import importlib.util
 import re
 import sys
 from collections.abc import Iterator
@@ -27,7 +26,13 @@ from taxi_pipeline.defs.jobs import job_name
 from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
 from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.analytics.plan import BuildPlan, plan_build
-from taxi_pipeline.lib.analytics.project import BUNDLED_PROJECT, AnalyticsProject, AnalyticsProjectError
+from taxi_pipeline.lib.analytics.project import (
+    BUNDLED_PROJECT,
+    AnalyticsProject,
+    AnalyticsProjectError,
+    default_dbt_executable,
+    has_adapter,
+)
 from taxi_pipeline.lib.colours import COLOURS
 
 ANALYTICS_JOB = "analytics_job"
@@ -95,7 +100,7 @@ def analytics_project(target: type[TargetResource]) -> AnalyticsProject | None:
     """The dbt project to build (`TAXI_DBT_PROJECT_DIR`, default the bundled one) with the target's
     profile; None where this target's dbt adapter is not installed (dbt-bigquery: docs/analytics.md)."""
     output, executable = target.analytics_output(), dg.EnvVar("TAXI_DBT_EXECUTABLE").get_value("")
-    if not executable and importlib.util.find_spec(f"dbt.adapters.{output['type']}") is None:
+    if not executable and not has_adapter(default_dbt_executable(), output["type"]):
         # Not an error: the loads need no dbt. `preflight` says so, with the way to add it.
         return None
     project_dir = Path(dg.EnvVar("TAXI_DBT_PROJECT_DIR").get_value(str(BUNDLED_PROJECT))).resolve()
@@ -163,11 +168,20 @@ def _first_error(invocation) -> str:
     return f"{lines[0]}: {reason}" if reason else lines[0]
 
 
+class _DbtCommand(DbtCliResource):
+    """dbt as a command only. dagster-dbt also opens dbt's adapter inside this process, for metadata
+    this project does not ask for (row counts, column schemas); dbt is not installed here (it lives
+    in a venv of its own, scripts/dbt-setup), so that would fail and log a traceback at every build."""
+
+    def _initialize_dbt_core_adapter(self, args):
+        return None
+
+
 def dbt_resource(project: AnalyticsProject) -> DbtCliResource:
     # No usage statistics and no version check: both ask dbt Labs' servers, which a machine may
     # not reach, on every invocation. The profile is passed with each command (`--profiles-dir`):
     # it is written when dbt is about to run, and the resource must not require it at load.
-    return DbtCliResource(project_dir=str(project.project_dir), dbt_executable=project.executable,
+    return _DbtCommand(project_dir=str(project.project_dir), dbt_executable=project.executable,
                           global_config_flags=["--no-send-anonymous-usage-stats", "--no-version-check"])
 
 

@@ -21,6 +21,9 @@ from pathlib import Path
 import yaml
 
 BUNDLED_PROJECT = Path(__file__).resolve().parents[2] / "analytics" / "dbt_project"
+# dbt's own venv in a checkout (scripts/dbt-setup): dbt is not installed beside the pipeline, whose
+# every process would pay for importing it; only the analytics step runs it, as a command.
+DBT_VENV = Path(__file__).resolve().parents[3] / ".venv-dbt"
 # The dbt target's name: the course's project keeps only one month under a target named `dev`.
 TARGET_NAME = "prod"
 _PROJECT_FILES = ("*.yml", "*.yaml", "*.sql", "*.csv", "*.md")
@@ -54,12 +57,11 @@ class AnalyticsProject:
     project_dir: Path
     state_dir: Path
     output: dict  # the profile's one output (duckdb_profile or bigquery_profile)
-    dbt_executable: str = ""  # default: the dbt beside this Python (the venv need not be activated)
+    dbt_executable: str = ""  # default: default_dbt_executable()
 
     @property
     def executable(self) -> str:
-        beside = Path(sys.executable).parent / "dbt"
-        return self.dbt_executable or (str(beside) if beside.exists() else "dbt")
+        return self.dbt_executable or default_dbt_executable()
 
     @property
     def bundled(self) -> bool:
@@ -158,6 +160,27 @@ class AnalyticsProject:
                     stat = path.stat()
                     digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
+
+
+def default_dbt_executable() -> str:
+    """The checkout's dbt venv (scripts/dbt-setup), else a dbt beside this Python (one installed into
+    the pipeline's own venv), else the `dbt` on the PATH. No venv needs to be activated."""
+    for candidate in (DBT_VENV / "bin" / "dbt", Path(sys.executable).parent / "dbt"):
+        if candidate.exists():
+            return str(candidate)
+    return "dbt"
+
+
+def has_adapter(executable: str, adapter: str) -> bool:
+    """Whether the venv of this dbt has the adapter (`duckdb`, `bigquery`), found on disk: asking dbt
+    itself would start a Python at every load of the definitions. A dbt outside a venv is trusted."""
+    found = shutil.which(executable)
+    if found is None:
+        return False
+    venv = Path(found).resolve().parent.parent  # through a link to a venv's dbt (the image's)
+    if not (venv / "pyvenv.cfg").is_file():
+        return True
+    return any(venv.glob(f"lib/python3*/site-packages/dbt/adapters/{adapter}/__init__.py"))
 
 
 def _cache_root(fallback: Path) -> Path:
