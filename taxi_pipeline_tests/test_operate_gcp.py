@@ -135,32 +135,6 @@ def test_a_kestra_table_is_refused_adopted_with_every_row_then_reloaded_exactly(
     assert collections.Counter(rows(bq, f"SELECT TO_HEX(unique_row_id), filename, trip_distance FROM {main}")) == loaded
 
 
-def test_a_table_clustered_by_the_id_is_ours_and_reclustered_in_place(bq, gcp_env):
-    """This project's first layout clustered by the BYTES id: BigQuery refuses that DDL, so only the
-    emulator holds such tables; they are accepted, never called foreign, and re-clustered by the
-    next merge (or by `adopt`), keeping every row."""
-    dataset = gcp_env["TAXI_DATASET"]
-    main_id = f"{PROJECT}.{dataset}.green_tripdata"
-    execute_job("green_taxi_job", "2019-01-01", gcp_env)
-    loaded = collections.Counter(rows(bq, f"SELECT TO_HEX(unique_row_id), filename FROM `{main_id}`"))
-    bq.query(f"CREATE OR REPLACE TABLE `{main_id}_old` PARTITION BY file_month CLUSTER BY unique_row_id "
-             f"AS SELECT * FROM `{main_id}`").result()
-    bq.delete_table(main_id)
-    bq.query(f"ALTER TABLE `{main_id}_old` RENAME TO green_tripdata").result()
-    assert bq.get_table(main_id).clustering_fields == ["unique_row_id"]
-    assert check_main_table(bq, dataset, GREEN) == ()
-    assert "(not this project's layout" not in cli("counts", env=gcp_env).stdout
-
-    execute_job("green_taxi_job", "2020-04-01", gcp_env)
-    assert bq.get_table(main_id).clustering_fields == ["lpep_pickup_datetime", "PULocationID"]
-    after = collections.Counter(rows(bq, f"SELECT TO_HEX(unique_row_id), filename FROM `{main_id}` "
-                                         "WHERE filename = 'green_tripdata_2019-01.csv'"))
-    assert after == loaded
-    [(april, distinct)] = rows(bq, f"SELECT COUNT(*), COUNT(DISTINCT unique_row_id) FROM `{main_id}` "
-                                   "WHERE file_month = '2020-04-01'")
-    assert april == distinct == 35_612
-
-
 def test_fresh_start_deletes_one_colour_and_nothing_else(bq, gcp_env, tmp_path):
     dataset, bucket = gcp_env["TAXI_DATASET"], gcp_env["GCP_BUCKET_NAME"]
     execute_job("green_taxi_job", "2019-01-01", gcp_env)

@@ -35,9 +35,6 @@ class ShapeReport:
     live: Shape
     differences: tuple[str, ...]
     to_add: tuple[Column, ...] = field(default=())
-    # BigQuery: clustered the way this project's first layout asked (by the BYTES id, which only
-    # the emulator accepted): ours, and re-clustered in place by the warehouse.
-    recluster: bool = False
 
     @property
     def is_ours(self) -> bool:

@@ -7,7 +7,7 @@ table's partitioning in place, so `adopt` builds the new table beside the old on
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from google.api_core import exceptions as google_errors
 from google.cloud import bigquery
@@ -37,9 +37,6 @@ from taxi_pipeline.lib.warehouses.shape import (
 )
 
 PARTITIONING = "DAY(file_month)"
-# This project's first layout clustered by the BYTES id. BigQuery refuses that (see
-# `sql.clustering`), so only emulator tables have it: they are ours, re-clustered in place.
-EARLIER_CLUSTERING = ("unique_row_id",)
 ADOPTING_SUFFIX = "__adopting"
 BACKUP_SUFFIX = "__backup"
 # The REST API reports legacy type names; the SQL names are what a user reads in the DDL.
@@ -116,20 +113,7 @@ def table_report(ds: Dataset, colour: Colour, table: str) -> ShapeReport | None:
         live = live_shape(ds.client.get_table(ds.table_id(table)))
     except google_errors.NotFound:
         return None
-    expected = expected_shape(colour)
-    if tuple(c.lower() for c in live.clustering) == EARLIER_CLUSTERING:
-        report = compare(ds.table_id(table), colour, replace(live, clustering=expected.clustering), expected,
-                         layout=True)
-        return replace(report, live=live, recluster=True)
-    return compare(ds.table_id(table), colour, live, expected, layout=True)
-
-
-def recluster(ds: Dataset, colour: Colour, table: str) -> None:
-    """Sets the table's clustering to this project's; BigQuery re-clusters the data itself, free
-    (https://cloud.google.com/bigquery/docs/manage-clustered-tables#modifying-cluster-spec)."""
-    found = ds.client.get_table(ds.table_id(table))
-    found.clustering_fields = list(clustering(colour))
-    ds.client.update_table(found, ["clustering_fields"])
+    return compare(ds.table_id(table), colour, live, expected_shape(colour), layout=True)
 
 
 def table_size(ds: Dataset, table: str) -> tuple[int, int]:
@@ -157,10 +141,7 @@ def adopt(ds: Dataset, colour: Colour, *, keep_backup: bool = False) -> AdoptRes
     if report is None:
         raise AdoptError(f"there is no table {ds.table_id(main)}: nothing to adopt")
     if report.is_ours:
-        if report.recluster:
-            recluster(ds, colour, main)
-        changes = (f"clustered by {', '.join(clustering(colour))} instead of unique_row_id",) if report.recluster else ()
-        return AdoptResult(report.table, _rows_per_file(ds, main), changes)
+        return AdoptResult(report.table, _rows_per_file(ds, main), ())
     if backup in ds.tables():
         raise AdoptError(f"{ds.table_id(backup)} exists: an earlier adopt kept the table it replaced there. "
                          "Check it, then drop it (or rename it back), and adopt again")

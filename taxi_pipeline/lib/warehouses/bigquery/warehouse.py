@@ -143,22 +143,19 @@ class BigQueryWarehouse:
         if _complete(report):
             return
         try:
-            self._complete_main_table(client, jobs, colour, report)
+            self._complete_main_table(jobs, colour, report)
         except google_errors.GoogleAPIError as exc:
             if not _complete(self._main_table(client, colour)):
                 raise
             self.log(f"{self.table_name(colour.main_table)}: another run completed it at the same time ({exc})")
 
-    def _complete_main_table(self, client: bigquery.Client, jobs: Jobs, colour: Colour,
-                             report: ShapeReport | None) -> None:
+    def _complete_main_table(self, jobs: Jobs, colour: Colour, report: ShapeReport | None) -> None:
         if report is None:
             jobs.query(sql.create_main_table(self.project, self.dataset, colour))
             return
         # Columns the TLC added later go into an older table in place (NULL for its months).
         for column in report.to_add:
             jobs.query(sql.add_column(self.project, self.dataset, colour, column))
-        if report.recluster:
-            admin.recluster(admin.Dataset(client, self.project, self.dataset), colour, colour.main_table)
 
     def _staging_statement(self, colour: Colour, raw: RawFile, staging: str, loaded: str) -> str:
         if raw.format == "parquet":
@@ -210,5 +207,5 @@ def staged_table(colour: Colour, month: dt.date, raw: RawFile) -> str:
 
 
 def _complete(report: ShapeReport | None) -> bool:
-    """The main table exists and needs no DDL: no column to add, no clustering to change."""
-    return report is not None and not report.to_add and not report.recluster
+    """The main table exists and needs no DDL: no column to add."""
+    return report is not None and not report.to_add
