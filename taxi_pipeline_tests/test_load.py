@@ -14,8 +14,11 @@ from taxi_pipeline.lib.colours import GREEN, YELLOW, LogicalType
 from taxi_pipeline.lib.raw_file import RawFile
 from taxi_pipeline.lib.rowid import from_hex_digest, hex_id
 from taxi_pipeline.lib.sources.base import InvalidFileError
+from taxi_pipeline.lib.warehouses.duckdb import admin as duckdb_admin
 from taxi_pipeline.lib.warehouses.duckdb import sql as duckdb_sql
+from taxi_pipeline.lib.warehouses.duckdb.admin import check_main_table
 from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
+from taxi_pipeline.lib.warehouses.shape import ForeignTableError
 from taxi_pipeline_tests.helpers.support import (
     MIRROR,
     copy_mirror,
@@ -176,10 +179,11 @@ def test_identical_rows_keep_their_multiplicity(tmp_path, taxi_home):
 
 
 @pytest.mark.parametrize("layout", ["one table per month, hex ids", "one table for every month, hex ids"])
-def test_tables_of_the_earlier_layouts_are_converted_in_place_keeping_every_row(tmp_path, taxi_home, layout):
+def test_tables_of_the_earlier_layouts_are_refused_then_adopted_once_keeping_every_row(tmp_path, taxi_home, layout):
     """A warehouse the earlier code wrote (ids in 32 hex digits; before that, every month in one
-    main table beside a second copy in its staging table) is converted by the next load: every
-    row kept with its values, every id the same MD5 as a 16-byte number."""
+    main table beside a second copy in its staging table) is refused by the next load before it
+    writes, with the way out; `adopt` converts it once: every row kept with its values, every id
+    the same MD5 as a 16-byte number. The steps themselves convert nothing."""
     resources = make_resources(taxi_home, MIRROR.as_uri())
     assert load_month(GREEN, "2019-01-01", resources).success
     assert load_month(GREEN, GREEN_2020_04[0], resources).success
@@ -206,7 +210,23 @@ def test_tables_of_the_earlier_layouts_are_converted_in_place_keeping_every_row(
     assert sum(digests.values()) == 99 + 35_612
     assert collections.Counter({(hex_id(from_hex_digest(i)), f, d): n for (i, f, d), n in digests.items()}) == before
 
-    assert load_month(GREEN, "2019-10-01", resources).success  # a new month: converts, then loads
+    refused = load_month(GREEN, "2019-10-01", resources, raise_on_error=False)
+    assert not refused.success
+    with duckdb.connect(str(taxi_home / "warehouse.duckdb")) as con:
+        with pytest.raises(ForeignTableError) as foreign:
+            check_main_table(con, "zoomcamp", GREEN)
+        assert "  - column unique_row_id is VARCHAR, expected UHUGEINT" in str(foreign.value)
+        assert "this project's earlier layout" in str(foreign.value)
+        assert "python -m taxi_pipeline adopt green" in str(foreign.value)
+        assert ("  - a table holding every month" in str(foreign.value)) == (layout == "one table for every month, hex ids")
+        assert collections.Counter(con.execute(f"SELECT unique_row_id, filename, trip_distance FROM {main}").fetchall()) == digests
+        adopted = duckdb_admin.adopt(con, "zoomcamp", GREEN)
+        assert duckdb_admin.adopt(con, "zoomcamp", GREEN).changes == ()  # once: now this project's layout
+    assert "unique_row_id: VARCHAR -> UHUGEINT (the same MD5, as this project's 16-byte id)" in adopted.changes
+    assert "one table per month (2) under the view zoomcamp.green_tripdata, replacing 2 tables named like month tables" in adopted.changes
+    assert collections.Counter(query(taxi_home, rows)) == before
+
+    assert load_month(GREEN, "2019-10-01", resources).success
     after = collections.Counter(query(taxi_home, rows))
     october = collections.Counter(
         (i, f, d) for i, f, d in after.elements() if f == "green_tripdata_2019-10.csv")

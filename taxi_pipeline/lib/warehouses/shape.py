@@ -63,13 +63,8 @@ def expected_columns(
     return columns
 
 
-def compare(
-    table: str, colour: Colour, live: Shape, expected: Shape, *, layout: bool,
-    converted_in_place: dict[str, str] | None = None,
-) -> ShapeReport:
-    """The differences of `live` from `expected`; `layout` also compares partitioning and clustering.
-    `converted_in_place` maps a column to an earlier type of it that the warehouse converts itself."""
-    earlier = {name.lower(): _normal(kind) for name, kind in (converted_in_place or {}).items()}
+def compare(table: str, colour: Colour, live: Shape, expected: Shape, *, layout: bool) -> ShapeReport:
+    """The differences of `live` from `expected`; `layout` also compares partitioning and clustering."""
     optional = {c.name.lower(): c for c in colour.columns if not c.in_csv}
     live_columns = {name.lower(): (name, kind) for name, kind in live.columns.items()}
     differences, to_add = [], []
@@ -79,7 +74,7 @@ def compare(
                 to_add.append(optional[name.lower()])
             else:
                 differences.append(f"column {name} {kind} is missing")
-        elif _normal(live_columns[name.lower()][1]) not in {_normal(kind), earlier.get(name.lower())}:
+        elif _normal(live_columns[name.lower()][1]) != _normal(kind):
             differences.append(f"column {name} is {live_columns[name.lower()][1]}, expected {kind}")
     expected_names = {name.lower() for name in expected.columns}
     differences += [

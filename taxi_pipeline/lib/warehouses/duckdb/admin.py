@@ -1,5 +1,6 @@
 """Operators' work on the embedded warehouse, which the pipeline itself never does: read the main
-table's shape, count, list and drop tables, adopt a main table of another shape.
+table's shape, count, list and drop tables, adopt a main table of another shape or layout (the
+course's Kestra table, or this project's earlier layout: every month in one table, hex ids).
 
 Identifiers are validated and quoted; values are bound. Functions take an open connection, so the
 same code serves a connection of the warehouse (the shape check) and one of the CLI.
@@ -9,16 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 
 from taxi_pipeline.lib.colours import Colour, Column
+from taxi_pipeline.lib.warehouses.duckdb import sql
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import is_lock_conflict, locked_message
-from taxi_pipeline.lib.warehouses.duckdb.sql import HEX_ID_TYPE, ID_TYPE, TYPES, id_from_hex_digest, q, table
+from taxi_pipeline.lib.warehouses.duckdb.sql import ID_TYPE, TYPES, id_from_hex_digest, q, table
 from taxi_pipeline.lib.warehouses.shape import (
     AdoptError,
     AdoptResult,
@@ -32,6 +36,10 @@ from taxi_pipeline.lib.warehouses.shape import (
 )
 
 ADOPTING_SUFFIX = "__adopting"
+_FILE_MONTH = re.compile(r"_(\d{4}-\d{2})\.")  # green_tripdata_2019-01.csv, ..._2024-01.parquet
+# What a table that holds every month lacks: this project keeps one table per month, and the main
+# table is a view over them (`duckdb.sql`), so that a month is replaced by a rename.
+ONE_TABLE = "a table holding every month: this project keeps a table per month under a view of this name"
 
 
 class WarehouseLockedError(RuntimeError):
@@ -50,23 +58,22 @@ def expected_shape(colour: Colour) -> Shape:
 
 
 def main_table_report(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> ShapeReport | None:
-    """The live main table against this project's shape; None if there is no such table."""
-    live = table_columns(con, dataset, colour.main_table)
-    if not live:
+    """The live main table against this project's shape and layout (a view over month tables);
+    None if there is no such table. One catalog query: every step asks it."""
+    rows = con.execute(
+        "SELECT c.column_name, c.data_type, t.table_type FROM information_schema.columns c "
+        "JOIN information_schema.tables t USING (table_catalog, table_schema, table_name) "
+        "WHERE c.table_schema = $dataset AND c.table_name = $name ORDER BY c.ordinal_position",
+        {"dataset": dataset, "name": colour.main_table},
+    ).fetchall()
+    if not rows:
         return None
     shown = f"{dataset}.{colour.main_table}"
-    # The warehouse converts the earlier layouts' hex ids itself, on first use.
-    return compare(shown, colour, Shape(live), expected_shape(colour), layout=False,
-                   converted_in_place={"unique_row_id": HEX_ID_TYPE})
-
-
-def table_columns(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> dict[str, str]:
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = $dataset AND table_name = $name ORDER BY ordinal_position",
-        {"dataset": dataset, "name": name},
-    ).fetchall()
-    return dict(rows)
+    report = compare(shown, colour, Shape({name: kind for name, kind, _ in rows}), expected_shape(colour),
+                     layout=False)
+    if rows[0][2] != "VIEW":
+        return replace(report, differences=(*report.differences, ONE_TABLE))
+    return report
 
 
 def relations(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, str]:
@@ -105,12 +112,16 @@ def file_counts(con: duckdb.DuckDBPyConnection, dataset: str, name: str) -> list
 
 def drop_relations(con: duckdb.DuckDBPyConnection, dataset: str, names: list[str]) -> None:
     """Tables and views, all or none: one transaction."""
-    kinds = relations(con, dataset)
     con.execute("BEGIN TRANSACTION")
+    _drop(con, dataset, names)
+    con.execute("COMMIT")
+
+
+def _drop(con: duckdb.DuckDBPyConnection, dataset: str, names: list[str]) -> None:
+    kinds = relations(con, dataset)
     for name in names:
         if name in kinds:
             con.execute(f"DROP {'VIEW' if kinds[name] == 'view' else 'TABLE'} {table(dataset, name)}")
-    con.execute("COMMIT")
 
 
 @contextlib.contextmanager
@@ -167,8 +178,9 @@ def _open_snapshot(path: Path, folder: Path, attempts: int = 3) -> duckdb.DuckDB
 
 
 def adopt(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> AdoptResult:
-    """Converts the colour's main table in place to this project's layout, keeping every row, in
-    one transaction: a failure anywhere leaves the table as it was."""
+    """Converts the colour's main table to this project's layout, keeping every row, in one
+    transaction (a failure anywhere leaves the table as it was): its rows converted to this
+    project's columns, then one table per month under a view of the main table's name."""
     report = main_table_report(con, dataset, colour)
     if report is None:
         raise AdoptError(f"there is no table {dataset}.{colour.main_table}: nothing to adopt")
@@ -177,22 +189,53 @@ def adopt(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> Adopt
     conversions = plan_conversions(report, expected_shape(colour))
     _refuse_rows_without_id_or_filename(con, dataset, colour.main_table, report.table)
     before = _rows_per_file(con, dataset, colour.main_table)
+    by_month = _files_by_month(before, report.table)
     adopting = colour.main_table + ADOPTING_SUFFIX
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DROP TABLE IF EXISTS {table(dataset, adopting)}")
         con.execute(create_table(dataset, colour, adopting))
         con.execute(insert_converted(dataset, colour.main_table, adopting, conversions))
-        after = _rows_per_file(con, dataset, adopting)
+        replaced = _split_into_months(con, dataset, colour, adopting, by_month)
+        after = _rows_per_file(con, dataset, colour.main_table)
         if after != before:
             raise AdoptError(f"{report.table}: the converted rows per file {after} differ from {before}")
-        con.execute(f"DROP TABLE {table(dataset, colour.main_table)}")
-        con.execute(f"ALTER TABLE {table(dataset, adopting)} RENAME TO {q(colour.main_table)}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return AdoptResult(report.table, after, tuple(filter(None, (c.describe() for c in conversions))))
+    changes = [c.describe() for c in conversions]
+    changes.append(f"one table per month ({len(by_month)}) under the view {report.table}"
+                   + (f", replacing {replaced} tables named like month tables" if replaced else ""))
+    return AdoptResult(report.table, after, tuple(filter(None, changes)))
+
+
+def _files_by_month(files: tuple[tuple[str, int], ...], shown: str) -> dict[dt.date, tuple[str, ...]]:
+    by_month: dict[dt.date, list[str]] = {}
+    for file_name, _ in files:
+        found = _FILE_MONTH.search(file_name)
+        if found is None:
+            raise AdoptError(f"{shown}: cannot tell the month of filename {file_name!r} (expected "
+                             "<colour>_tripdata_YYYY-MM.csv or .parquet); fix those rows, then adopt again")
+        by_month.setdefault(dt.date.fromisoformat(f"{found[1]}-01"), []).append(file_name)
+    return {month: tuple(names) for month, names in sorted(by_month.items())}
+
+
+def _split_into_months(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour, adopting: str,
+                       by_month: dict[dt.date, tuple[str, ...]]) -> int:
+    """`adopting`'s rows as month tables, and the main table a view over them. Tables already named
+    like month tables are replaced: the staging copies the converted table's tool kept (the
+    course's Kestra flow, this project's earlier layout), or the month tables of a view whose rows
+    were just converted. Returns how many were replaced."""
+    params = {"dataset": dataset, "pattern": f"{colour.month_table_pattern}(__next)?"}
+    earlier = [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
+    _drop(con, dataset, [colour.main_table, *earlier])
+    for month, names in by_month.items():
+        con.execute(sql.split_off_month(dataset, adopting, colour.month_table(month), len(names)),
+                    sql.month_params(names))
+    con.execute(sql.drop_table(dataset, adopting))
+    con.execute(sql.create_main_view(dataset, colour, [colour.month_table(month) for month in by_month]))
+    return len(earlier)
 
 
 def create_table(dataset: str, colour: Colour, name: str) -> str:

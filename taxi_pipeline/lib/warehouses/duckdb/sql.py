@@ -28,8 +28,6 @@ TYPES = {
     LogicalType.NUMERIC: "DECIMAL(38, 9)",
 }
 ID_TYPE = "UHUGEINT"
-# The earlier layouts' ids: the MD5 in 32 hex digits. Converted in place (`convert_ids`).
-HEX_ID_TYPE = "VARCHAR"
 
 
 def q(name: str) -> str:
@@ -74,10 +72,10 @@ def relation_type() -> str:
     )
 
 
-def split_off_month(dataset: str, legacy: str, name: str, file_names: int) -> str:
-    """One month of a main table of the earlier layout (every month in one table), as its own
+def split_off_month(dataset: str, source: str, name: str, file_names: int) -> str:
+    """One month of a table that holds every month (what `adopt` converts), as its own month
     table. Binds the month's file names."""
-    return f"CREATE TABLE {table(dataset, name)} AS SELECT * FROM {table(dataset, legacy)} WHERE {month_filter(file_names)}"
+    return f"CREATE TABLE {table(dataset, name)} AS SELECT * FROM {table(dataset, source)} WHERE {month_filter(file_names)}"
 
 
 def file_names(dataset: str, name: str) -> str:
@@ -176,32 +174,6 @@ def id_from_hex_digest(value: str, where: str) -> str:
     return (
         f"CASE WHEN regexp_full_match({digits}, '[0-9a-f]{{32}}') THEN CAST('0x' || {little_endian} AS {ID_TYPE}) "
         f"ELSE error({message}) END"
-    )
-
-
-def convert_ids(dataset: str, name: str) -> str:
-    """A table of the earlier layout, its hex ids made 16-byte numbers in place (every row kept)."""
-    where = validate_identifier("table", name)
-    return (
-        f"ALTER TABLE {table(dataset, name)} ALTER unique_row_id SET DATA TYPE {ID_TYPE} "
-        f"USING {id_from_hex_digest('unique_row_id', where)}"
-    )
-
-
-def column_type() -> str:
-    """A column's type. Binds $dataset, $name and $column."""
-    return (
-        "SELECT data_type FROM information_schema.columns "
-        "WHERE table_schema = $dataset AND table_name = $name AND column_name = $column"
-    )
-
-
-def tables_with_hex_ids() -> str:
-    """The tables whose names match $pattern and whose ids are still hex text, in one query (one
-    per table took 0.2 s at 120 months, on every step). Binds $dataset and $pattern."""
-    return (
-        "SELECT table_name FROM duckdb_columns() WHERE schema_name = $dataset AND column_name = 'unique_row_id' "
-        f"AND data_type = '{HEX_ID_TYPE}' AND regexp_full_match(table_name, $pattern) ORDER BY table_name"
     )
 
 

@@ -26,7 +26,7 @@ from taxi_pipeline.lib.warehouses.base import (
     WarehouseDamagedError,
 )
 from taxi_pipeline.lib.warehouses.duckdb import sql
-from taxi_pipeline.lib.warehouses.duckdb.admin import check_main_table
+from taxi_pipeline.lib.warehouses.duckdb.admin import main_table_report
 from taxi_pipeline.lib.warehouses.duckdb.errors import csv_error, damage_message, is_damage
 from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
     LOCK_TAKEN,
@@ -35,6 +35,7 @@ from taxi_pipeline.lib.warehouses.duckdb.lock_wait import (
     lock_wait_message,
     locked_message,
 )
+from taxi_pipeline.lib.warehouses.shape import require_ours
 
 _logger = logging.getLogger(__name__)
 _LOCK_LOG_EVERY_S = 30.0
@@ -42,7 +43,6 @@ _LOCK_LOG_EVERY_S = 30.0
 # run's staging to the next (staging takes no pool slot: `LocalTarget.pools`), so a short pause
 # keeps the file busy; a try costs an open() that fails, not a scan.
 _LOCK_RETRY_MAX_S = 1.0
-_FILE_MONTH = re.compile(r"_(\d{4}-\d{2})\.")
 
 
 class DuckDBWarehouse:
@@ -270,66 +270,12 @@ class DuckDBWarehouse:
         con.execute(sql.create_main_view(self.dataset, colour, self._month_tables(con, colour)))
 
     def _ensure_layout(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
-        """The main view, made if missing. The earlier layouts are converted in place, once,
-        keeping every row: a main table holding every month (each month also kept in its staging
-        table) is split into month tables, and hex ids become 16-byte numbers."""
+        """The schema, and the main view if it is missing. A main table of another shape or layout
+        (the course's Kestra table, this project's earlier one) is refused before anything is
+        written: `adopt` converts it, once (`admin.adopt`)."""
         con.execute(sql.create_schema(self.dataset))
-        check_main_table(con, self.dataset, colour)  # a table of another shape: touch nothing
-        kind = self._relation_type(con, colour.main_table)
-        if kind == "BASE TABLE":
-            self._convert_legacy_table(con, colour)
-        params = {"dataset": self.dataset, "pattern": f"{colour.month_table_pattern}(__next)?"}
-        hex_ids = [name for (name,) in con.execute(sql.tables_with_hex_ids(), params).fetchall()]
-        if hex_ids:
-            self._convert_hex_ids(con, colour, hex_ids)
-        elif kind is None:
+        if require_ours(colour, main_table_report(con, self.dataset, colour)) is None:
             self._rebuild_main_view(con, colour)
-
-    def _convert_legacy_table(self, con: duckdb.DuckDBPyConnection, colour: Colour) -> None:
-        legacy = f"{colour.main_table}__legacy"
-        self.log(f"converting {self.table_name(colour.main_table)} to one table per month with 16-byte ids "
-                 "(once; keeps every row)")
-        con.execute("BEGIN TRANSACTION")
-        # The earlier layout's staging tables hold second copies of months, under the names the
-        # month tables take now: the main table's rows are the ones that count.
-        for name in self._month_tables(con, colour):
-            con.execute(sql.drop_table(self.dataset, name))
-        if self._id_type(con, colour.main_table) == sql.HEX_ID_TYPE:
-            con.execute(sql.convert_ids(self.dataset, colour.main_table))
-        con.execute(sql.rename_table(self.dataset, colour.main_table, legacy))
-        by_month: dict[str, list[str]] = {}
-        for (file_name,) in con.execute(sql.file_names(self.dataset, legacy)).fetchall():
-            found = _FILE_MONTH.search(file_name)
-            if found is None:
-                raise RuntimeError(f"{self.table_name(colour.main_table)}: cannot tell the month of filename {file_name!r}")
-            by_month.setdefault(found[1], []).append(file_name)
-        for month_text, names in by_month.items():
-            month = dt.date.fromisoformat(f"{month_text}-01")
-            con.execute(sql.split_off_month(self.dataset, legacy, colour.month_table(month), len(names)),
-                        sql.month_params(tuple(names)))
-        con.execute(sql.drop_table(self.dataset, legacy))
-        self._rebuild_main_view(con, colour)
-        con.execute("COMMIT")
-
-    def _convert_hex_ids(self, con: duckdb.DuckDBPyConnection, colour: Colour, names: list[str]) -> None:
-        """Ids of the earlier layout (the MD5 in 32 hex digits, 18 bytes a row on disk) made the
-        16-byte number this layout stores, in one transaction. The same MD5, so a first copy's id
-        is what a load gives it now; a later copy's differs from a fresh load's, but stays
-        distinct (the conversion is one-to-one), and the month's next load replaces it anyway.
-        It holds the file while it runs, ~15 s a yellow month (DuckDB rewrites the table), once:
-        other runs wait for it, up to `lock_timeout_s`."""
-        self.log(f"converting the hex unique_row_id of {len(names)} {colour.name} table(s) to 16-byte numbers "
-                 "(once; keeps every row)")
-        con.execute("BEGIN TRANSACTION")
-        for name in names:
-            con.execute(sql.convert_ids(self.dataset, name))
-        self._rebuild_main_view(con, colour)
-        con.execute("COMMIT")
-
-    def _id_type(self, con: duckdb.DuckDBPyConnection, name: str) -> str | None:
-        params = {"dataset": self.dataset, "name": name, "column": "unique_row_id"}
-        found = con.execute(sql.column_type(), params).fetchall()
-        return found[0][0] if found else None
 
     @contextlib.contextmanager
     def _aggregating(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
