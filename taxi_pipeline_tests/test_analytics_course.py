@@ -16,7 +16,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from taxi_pipeline.defs.resources import LocalTarget
+from taxi_pipeline.defs.target import LocalTargetResource
 from taxi_pipeline.lib.analytics.project import AnalyticsProject, AnalyticsProjectError, duckdb_profile
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.helpers.analytics import build_analytics
@@ -44,7 +44,7 @@ def course(tmp_path):
     project_dir = shutil.copytree(COURSE, tmp_path / "taxi_rides_ny")
     home, path = tmp_path / "taxi_home", tmp_path / "taxi_rides_ny.duckdb"
     project = AnalyticsProject(project_dir, home / "dbt", duckdb_profile(path, "prod"))
-    target = LocalTarget(home=str(home), duckdb_path=str(path), dataset="prod")
+    target = LocalTargetResource(home=str(home), duckdb_path=str(path), dataset="prod")
     return project, target, home, path
 
 

@@ -11,8 +11,9 @@ import dagster as dg
 import pytest
 
 from taxi_pipeline.definitions import defs
-from taxi_pipeline.defs.resources import LocalTarget, SourceResource, build_resources
+from taxi_pipeline.defs.resources import SourceResource, build_resources
 from taxi_pipeline.defs.sensors import RETRY_S
+from taxi_pipeline.defs.target import LocalTargetResource
 from taxi_pipeline.lib.colours import COLOURS
 
 ROOT = Path(__file__).parents[1]
@@ -73,7 +74,7 @@ def test_resources_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TAXI_HOME", str(tmp_path))
     monkeypatch.setenv("TAXI_SOURCE_URL", "file:///mirror")
     resources = build_resources()
-    assert isinstance(resources["target"], LocalTarget) and isinstance(resources["source"], SourceResource)
+    assert isinstance(resources["target"], LocalTargetResource) and isinstance(resources["source"], SourceResource)
     assert resources["target"].home == dg.EnvVar("TAXI_HOME")
     monkeypatch.delenv("TAXI_HOME")
     assert build_resources()["target"].home == ".taxi"

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.lib.colours import GREEN, Colour
 from taxi_pipeline.lib.identifiers import validate_bucket_name, validate_object_key
 from taxi_pipeline.lib.stores.local import LocalObjectStore
+from taxi_pipeline.lib.targets.local import LocalTarget
 from taxi_pipeline_tests.helpers.servers import serve_folder
 from taxi_pipeline_tests.helpers.support import (
     MIRROR,
@@ -350,7 +350,7 @@ HOSTILE = ['zoom"camp', "zoom`camp", "zoomcamp; DROP TABLE x", "../zoomcamp", "z
 @pytest.mark.parametrize("dataset", HOSTILE)
 def test_a_hostile_dataset_is_rejected_before_any_sql(tmp_path, dataset):
     with pytest.raises(ValueError, match="invalid dataset"):
-        LocalTarget(home=str(tmp_path), dataset=dataset).warehouse()
+        LocalTarget(tmp_path, dataset).warehouse()
     assert not (tmp_path / "warehouse.duckdb").exists()
 
 

@@ -1,5 +1,5 @@
 """The GCS + BigQuery target, through the real google-cloud-storage and google-cloud-bigquery
-clients (and dagster-gcp's resources), against fake-gcs-server and local-bigquery on 127.0.0.1.
+clients (through the target's resource, as a run uses them), against fake-gcs-server and local-bigquery on 127.0.0.1.
 
 Where the emulators differ from BigQuery (production SQL is kept right, not bent to them):
 - No emulator supports external tables, so production stages with load jobs (faster anyway).
@@ -25,10 +25,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from dagster_gcp import GCSResource
 from google.cloud import bigquery, storage
 
-from taxi_pipeline.defs.gcp_target import GcpTarget, TaxiBigQueryResource
+from taxi_pipeline.defs.gcp_target import GcpTargetResource
 from taxi_pipeline.defs.resources import SourceResource
 from taxi_pipeline.lib.colours import GREEN, YELLOW
 from taxi_pipeline_tests.helpers.emulators import PROJECT
@@ -59,11 +58,8 @@ def gcp_resources(base_url: str, bucket: str, dataset: str, tlc_url: str | None 
     return {
         "source": SourceResource(base_url=base_url, tlc_url=tlc_url or TLC.as_uri(), mode=mode, attempts=2,
                                  first_retry_delay_s=0.01, timeout_s=10),
-        "target": GcpTarget(
-            bucket=bucket, dataset=dataset, gcs=GCSResource(project=PROJECT),
-            bigquery=TaxiBigQueryResource(project=PROJECT, location="US",
-                                          api_endpoint=os.environ["BIGQUERY_EMULATOR_HOST"]),
-        ),
+        "target": GcpTargetResource(project=PROJECT, bucket=bucket, dataset=dataset, location="US",
+                                    bigquery_endpoint=os.environ["BIGQUERY_EMULATOR_HOST"]),
     }
 
 

@@ -420,9 +420,9 @@ def test_every_deploy_file_has_the_same_queue_and_pools_as_the_laptop_instance()
 
 def test_init_instance_sets_the_limit_of_every_pool_the_code_uses():
     """A pool left to the default limit is created by its first run, racily on Postgres (#33552)."""
-    from taxi_pipeline.defs.gcp_target import GcpTarget
-    from taxi_pipeline.defs.resources import LocalTarget
     from taxi_pipeline.lib.colours import COLOURS
+    from taxi_pipeline.lib.targets.gcp import GcpTarget
+    from taxi_pipeline.lib.targets.local import LocalTarget
 
     used = {pool for target in (LocalTarget, GcpTarget) for colour in COLOURS.values()
             for pool in target.pools(colour).values() if pool}

@@ -10,9 +10,9 @@ import pytest
 
 from taxi_pipeline.defs.assets import build_colour_assets
 from taxi_pipeline.defs.jobs import build_colour_job
-from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.schedules import build_colour_schedule
 from taxi_pipeline.lib.colours import GREEN, YELLOW
+from taxi_pipeline.lib.targets.local import LocalTarget
 from taxi_pipeline_tests.helpers.support import copy_mirror, make_resources, query, warehouse_held
 
 

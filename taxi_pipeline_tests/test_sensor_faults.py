@@ -20,10 +20,10 @@ import pytest
 from taxi_pipeline.defs.assets import build_colour_assets
 from taxi_pipeline.defs.checks import build_main_table_check, build_schema_drift_check
 from taxi_pipeline.defs.jobs import build_colour_job
-from taxi_pipeline.defs.resources import LocalTarget
 from taxi_pipeline.defs.schedules import build_colour_schedule
 from taxi_pipeline.defs.sensors import DAILY, RETRY_S, build_colour_sensor
 from taxi_pipeline.lib.colours import GREEN
+from taxi_pipeline.lib.targets.local import LocalTarget
 from taxi_pipeline_tests.helpers.servers import serve_folder
 from taxi_pipeline_tests.helpers.support import MIRROR, TLC, make_resources
 

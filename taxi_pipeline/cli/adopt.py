@@ -37,8 +37,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_admin() as admin:
-        result = admin.adopt(COLOURS[args.colour], args.keep_backup)
+    admin = open_admin()
+    result = admin.adopt(COLOURS[args.colour], args.keep_backup)
     if not result.changes:
         print(f"{result.table} is already this project's layout: nothing to do ({result.rows:,} rows)")
         return 0

@@ -23,8 +23,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with open_admin() as admin:
-        tables = admin.main_tables(list(COLOURS.values()))
+    admin = open_admin()
+    tables = admin.main_tables(list(COLOURS.values()))
     for note in admin.notes:
         print(f"note: {note}", file=sys.stderr)
     for table in tables:

@@ -82,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     colours = list(COLOURS.values()) if args.colour == "all" else [COLOURS[args.colour]]
     records = Records()
-    with open_admin() as admin:
-        return start_afresh(admin, records, colours, args.colour, yes=args.yes)
+    return start_afresh(open_admin(), records, colours, args.colour, yes=args.yes)
 
 
 def start_afresh(admin: Admin, records: Records, colours: list[Colour], asked: str, *, yes: bool) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from taxi_pipeline.cli.open_admin import open_admin
+from taxi_pipeline.cli.open_admin import selected_target
 from taxi_pipeline.lib.admin.base import ConfigError
+from taxi_pipeline.lib.analytics.project import project_for
 from taxi_pipeline.lib.colours import COLOURS
 
 HELP = "check a GCP project before the first load: identity, bucket, dataset, locations, permissions, a smoke load, cost"
@@ -55,17 +56,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--from/--to take YYYY-MM: {exc}") from exc
     if os.environ.get("TAXI_TARGET") != "gcp":
         raise ConfigError("preflight checks the GCP target: set TAXI_TARGET=gcp (and GCP_PROJECT_ID, GCP_BUCKET_NAME)")
-    from taxi_pipeline.defs.analytics import analytics_project
-    from taxi_pipeline.defs.gcp_target import GcpTarget
-
-    with open_admin() as admin:
-        preflight = Preflight(admin.gcs, admin.client_factory, admin.project, admin.bucket, admin.dataset,
-                              os.environ.get("GCP_LOCATION", "US"), analytics_project(GcpTarget))
-        print(f"preflight: project {admin.project}, bucket gs://{admin.bucket}, dataset {admin.dataset}")
-        failed = 0
-        for check in preflight.checks(smoke=not args.no_smoke):
-            print(check.line(), flush=True)
-            failed += check.status == "FAIL"
+    target = selected_target()
+    preflight = Preflight(target, project_for(target.analytics_output()))
+    print(f"preflight: project {target.project}, bucket gs://{target.bucket}, dataset {target.dataset}")
+    failed = 0
+    for check in preflight.checks(smoke=not args.no_smoke):
+        print(check.line(), flush=True)
+        failed += check.status == "FAIL"
     colours = args.colours or sorted(COLOURS)
     print(f"  info  backfill estimate: {estimate(colours, first, last).describe(colours, first, last)}")
     print("not ready: fix each FAIL above, then run preflight again" if failed else

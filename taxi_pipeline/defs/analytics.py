@@ -9,11 +9,9 @@ the months merged after the oldest such record of the models it builds (see `lib
 
 
 import datetime as dt
-import hashlib
 import re
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 
@@ -26,13 +24,7 @@ from taxi_pipeline.defs.jobs import job_name
 from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
 from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.analytics.plan import BuildPlan, plan_build
-from taxi_pipeline.lib.analytics.project import (
-    BUNDLED_PROJECT,
-    AnalyticsProject,
-    AnalyticsProjectError,
-    default_dbt_executable,
-    has_adapter,
-)
+from taxi_pipeline.lib.analytics.project import AnalyticsProject, AnalyticsProjectError
 from taxi_pipeline.lib.colours import COLOURS
 
 ANALYTICS_JOB = "analytics_job"
@@ -94,19 +86,6 @@ def plan_for(context: dg.AssetExecutionContext, project: AnalyticsProject) -> tu
     plan = plan_build(_months_merged_after(instance, since), _newest_loaded(instance),
                       built_before=built_before, months_aware=project.bundled)
     return plan, through
-
-
-def analytics_project(target: type[TargetResource]) -> AnalyticsProject | None:
-    """The dbt project to build (`TAXI_DBT_PROJECT_DIR`, default the bundled one) with the target's
-    profile; None where this target's dbt adapter is not installed (dbt-bigquery: docs/analytics.md)."""
-    output, executable = target.analytics_output(), dg.EnvVar("TAXI_DBT_EXECUTABLE").get_value("")
-    if not executable and not has_adapter(default_dbt_executable(), output["type"]):
-        # Not an error: the loads need no dbt. `preflight` says so, with the way to add it.
-        return None
-    project_dir = Path(dg.EnvVar("TAXI_DBT_PROJECT_DIR").get_value(str(BUNDLED_PROJECT))).resolve()
-    tag = hashlib.md5(str(project_dir).encode()).hexdigest()[:8]
-    state_dir = Path(dg.EnvVar("TAXI_HOME").get_value(".taxi")).resolve() / "dbt" / f"{project_dir.name}-{tag}"
-    return AnalyticsProject(project_dir, state_dir, output, executable)
 
 
 def build_analytics_assets(project: AnalyticsProject, pool: str | None) -> dg.AssetsDefinition:

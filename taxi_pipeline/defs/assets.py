@@ -12,13 +12,15 @@ import dagster as dg
 
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS, partition_month
 from taxi_pipeline.defs.publishing import describe, run_finished
-from taxi_pipeline.defs.resources import SourceResource, TargetResource
+from taxi_pipeline.defs.resources import SourceResource
 from taxi_pipeline.defs.run_tags import tag_run
 from taxi_pipeline.defs.runs import reap_dead_runs
+from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.defs.user_errors import user_errors
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.month_load import FileRefusedError, MonthLoad
 from taxi_pipeline.lib.shrink import ACCEPT_TAG
+from taxi_pipeline.lib.targets.base import Target
 
 
 def raw_asset_key(colour: Colour) -> dg.AssetKey:
@@ -48,7 +50,7 @@ def table_schema(colour: Colour) -> dg.TableSchema:
     )
 
 
-def build_colour_assets(colour: Colour, target: type[TargetResource]) -> list[dg.AssetsDefinition]:
+def build_colour_assets(colour: Colour, target: type[Target]) -> list[dg.AssetsDefinition]:
     """The three monthly assets of one colour. The target's kinds label them in the UI, and its
     pools queue concurrent runs' warehouse steps (DuckDB: the merges, while every step waits for
     the file's one writer lock anyway; BigQuery: one colour's merges, one DML per table at a time)."""

@@ -10,8 +10,8 @@ import dagster as dg
 
 from taxi_pipeline.defs.assets import main_asset_key, raw_asset_key
 from taxi_pipeline.defs.partitions import MONTHLY_PARTITIONS
-from taxi_pipeline.defs.resources import TargetResource
 from taxi_pipeline.defs.runs import IN_FLIGHT, unfinished_runs
+from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.change_tokens import ChangeTokens
 from taxi_pipeline.lib.warehouses.base import WarehouseBusyError

@@ -30,9 +30,10 @@ from taxi_pipeline.defs.launching import (
     unfinished_run,
     waiting_for,
 )
-from taxi_pipeline.defs.resources import SourceResource, TargetResource
+from taxi_pipeline.defs.resources import SourceResource
 from taxi_pipeline.defs.run_tags import run_tags
 from taxi_pipeline.defs.runs import reap_dead_runs
+from taxi_pipeline.defs.target import TargetResource
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.sources.change_tokens import ChangeTokens
 from taxi_pipeline.lib.sources.http import RetrySettings, SourceUnavailableError, probe

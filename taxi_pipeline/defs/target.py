@@ -1,54 +1,63 @@
-"""What every target resource is: a bucket and a warehouse that go together. The two targets are
-`defs.resources.LocalTarget` (the embedded default) and `defs.gcp_target.GcpTarget`."""
+"""The target (`lib.targets`: a bucket and a warehouse that go together) as a Dagster resource. Its
+settings are `dg.EnvVar`s where the environment gives them, so the UI shows where each came from;
+they make the one target object the assets use (`target`), which the operators' commands build
+from the same variables (`lib.targets.from_environment`). The two targets:
+`LocalTargetResource` (the embedded default) and `defs.gcp_target.GcpTargetResource`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import ClassVar
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from taxi_pipeline.defs.deployment import check_single_host_target
-from taxi_pipeline.lib.admin.base import Admin
-from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.stores.base import ObjectStore
+from taxi_pipeline.lib.targets.base import Target
+from taxi_pipeline.lib.targets.local import LocalTarget
 from taxi_pipeline.lib.warehouses.base import Warehouse
 
 
 class TargetResource(dg.ConfigurableResource):
-    """A bucket and a warehouse that go together; the assets use only these methods."""
+    """A target's settings, and the target they make; the assets use only `store` and `warehouse`."""
 
-    # What the UI shows as the assets' kinds.
-    store_kind: ClassVar[str]
-    warehouse_kind: ClassVar[str]
+    kind: ClassVar[type[Target]]  # the target's class: its kinds and pools, known before any run
+    _target: Target | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Before any step writes: the embedded target cannot run where each run gets its own host.
-        check_single_host_target(context.instance, self.warehouse_kind)
+        check_single_host_target(context.instance, self.kind.warehouse_kind)
+        self._target = self.build()
+
+    def build(self) -> Target:
+        raise NotImplementedError
+
+    @property
+    def target(self) -> Target:
+        """Built once, as the resource is set up for a run (or a sensor's tick)."""
+        return self._target if self._target is not None else self.build()
 
     def store(self) -> ObjectStore:
-        raise NotImplementedError
+        return self.target.store()
 
     def warehouse(self, log: Callable[[str], None] | None = None) -> Warehouse:
         """`log` gets what a user should see while the warehouse waits (the run's log)."""
-        raise NotImplementedError
+        return self.target.warehouse(log)
 
-    def admin(self) -> Admin:
-        """The operators' admin of this target's tables and objects (the CLI's view of it)."""
-        raise NotImplementedError
 
-    @classmethod
-    def analytics_output(cls) -> dict:
-        """The dbt profile's output for this target, from the same settings (read from the
-        environment as the Definitions load: dbt parses its project against it)."""
-        raise NotImplementedError
+class LocalTargetResource(TargetResource):
+    """The embedded default: `$TAXI_HOME/bucket` as the bucket, `$TAXI_HOME/warehouse.duckdb`."""
 
-    @classmethod
-    def analytics_pool(cls) -> str | None:
-        """The Dagster pool of the dbt step, or None."""
-        return None
+    kind: ClassVar[type[Target]] = LocalTarget
 
-    @classmethod
-    def pools(cls, colour: Colour) -> dict[str, str | None]:
-        """The Dagster pool of each warehouse step ("staging", "merge"), or None for no pool."""
-        raise NotImplementedError
+    home: str = ".taxi"
+    duckdb_path: str = ""  # default: $TAXI_HOME/warehouse.duckdb
+    dataset: str = "zoomcamp"
+    memory_limit: str = "500MB"
+    threads: int = 2
+
+    def build(self) -> LocalTarget:
+        return LocalTarget(Path(self.home), self.dataset, Path(self.duckdb_path) if self.duckdb_path else None,
+                           memory_limit=self.memory_limit, threads=self.threads)

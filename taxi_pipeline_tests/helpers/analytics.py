@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 
 from taxi_pipeline.defs.analytics import build_analytics_assets, dbt_resource
-from taxi_pipeline.defs.resources import LocalTarget
+from taxi_pipeline.defs.target import LocalTargetResource
 from taxi_pipeline.lib.analytics.project import BUNDLED_PROJECT, AnalyticsProject, duckdb_profile
 from taxi_pipeline_tests.helpers.support import forget_closed_dagster_instances
 
@@ -23,10 +23,10 @@ def local_project(home: Path, project_dir: Path = BUNDLED_PROJECT, *, dataset: s
 
 
 def build_analytics(home: Path, instance: dg.DagsterInstance, project: AnalyticsProject | None = None,
-                    target: LocalTarget | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+                    target: LocalTargetResource | None = None, **kwargs) -> dg.ExecuteInProcessResult:
     """`analytics_job`'s one step, in process, on the embedded target in `home`."""
     project = project or local_project(home)
-    target = target or LocalTarget(home=str(home), dataset="zoomcamp")
+    target = target or LocalTargetResource(home=str(home), dataset="zoomcamp")
     forget_closed_dagster_instances()
     return dg.materialize([build_analytics_assets(project, None)], instance=instance,
                           resources={"dbt": dbt_resource(project), "target": target}, **kwargs)

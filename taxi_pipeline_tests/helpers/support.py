@@ -18,7 +18,8 @@ import duckdb
 
 from taxi_pipeline.defs.assets import build_colour_assets
 from taxi_pipeline.defs.checks import build_main_table_check, build_schema_drift_check
-from taxi_pipeline.defs.resources import LocalTarget, SourceResource
+from taxi_pipeline.defs.resources import SourceResource
+from taxi_pipeline.defs.target import LocalTargetResource
 from taxi_pipeline.lib.colours import Colour
 from taxi_pipeline.lib.rowid import row_ids
 
@@ -32,7 +33,7 @@ def make_resources(home: Path, base_url: str, tlc_url: str | None = None, **sour
     settings = {"attempts": 3, "first_retry_delay_s": 0.01, "timeout_s": 5.0, **source}
     return {
         "source": SourceResource(base_url=base_url, tlc_url=tlc_url or TLC.as_uri(), **settings),
-        "target": LocalTarget(home=str(home), dataset="zoomcamp"),
+        "target": LocalTargetResource(home=str(home), dataset="zoomcamp"),
     }
 
 
@@ -51,7 +52,7 @@ def forget_closed_dagster_instances() -> None:
 def load_month(colour: Colour, partition_key: str, resources: dict, **kwargs) -> dg.ExecuteInProcessResult:
     """Materializes the colour's three assets and its check for one month, in process."""
     assets = [
-        *build_colour_assets(colour, type(resources["target"])), build_main_table_check(colour), build_schema_drift_check(colour),
+        *build_colour_assets(colour, resources["target"].kind), build_main_table_check(colour), build_schema_drift_check(colour),
     ]
     for attempt in (1, 2):
         forget_closed_dagster_instances()

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +161,19 @@ class AnalyticsProject:
                     stat = path.stat()
                     digest.update(f"{path}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
+
+
+def project_for(output: dict, env: Mapping[str, str] = os.environ) -> AnalyticsProject | None:
+    """The dbt project to build (`TAXI_DBT_PROJECT_DIR`, default the bundled one) with a target's
+    profile `output`; None where dbt has no adapter for that target (dbt-bigquery:
+    docs/analytics.md). Not an error: the loads need no dbt, and `preflight` says how to add it."""
+    executable = env.get("TAXI_DBT_EXECUTABLE", "")
+    if not executable and not has_adapter(default_dbt_executable(), output["type"]):
+        return None
+    project_dir = Path(env.get("TAXI_DBT_PROJECT_DIR") or BUNDLED_PROJECT).resolve()
+    tag = hashlib.md5(str(project_dir).encode()).hexdigest()[:8]
+    state_dir = Path(env.get("TAXI_HOME", ".taxi")).resolve() / "dbt" / f"{project_dir.name}-{tag}"
+    return AnalyticsProject(project_dir, state_dir, output, executable)
 
 
 def default_dbt_executable() -> str:

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 
 from google.api_core import exceptions as google_errors
-from google.cloud import bigquery, storage
+from google.cloud import bigquery
 
 from taxi_pipeline.lib import gcp_roles
 from taxi_pipeline.lib.analytics.project import AnalyticsProject
@@ -18,8 +18,8 @@ from taxi_pipeline.lib.preflight import verdicts
 from taxi_pipeline.lib.preflight.analytics import analytics_checks
 from taxi_pipeline.lib.preflight.smoke import Smoke
 from taxi_pipeline.lib.preflight.verdicts import FAIL, INFO, OK, Check
+from taxi_pipeline.lib.targets.gcp import GcpTarget
 from taxi_pipeline.lib.warehouses.bigquery.dataset import ensure_dataset
-from taxi_pipeline.lib.warehouses.bigquery.warehouse import BigQueryWarehouse, ClientFactory
 
 
 def identity() -> Check:
@@ -40,11 +40,11 @@ def identity() -> Check:
 
 
 class Preflight:
-    def __init__(self, gcs: storage.Client, bigquery_client: ClientFactory, project: str, bucket: str,
-                 dataset: str, location: str | None, analytics: AnalyticsProject | None = None):
-        self.gcs, self._client, self.analytics = gcs, bigquery_client, analytics
-        self.project, self.bucket_name, self.dataset, self.location = project, bucket, dataset, location
-        self.warehouse = BigQueryWarehouse(bigquery_client, project, dataset, location)
+    def __init__(self, target: GcpTarget, analytics: AnalyticsProject | None = None):
+        self.gcs, self._client, self.analytics = target.storage_client(), target.bigquery_client, analytics
+        self.project, self.bucket_name, self.dataset = target.project, target.bucket, target.dataset
+        self.location = target.location
+        self.warehouse = target.warehouse()
 
     def checks(self, smoke: bool = True) -> Iterator[Check]:
         yield identity()
