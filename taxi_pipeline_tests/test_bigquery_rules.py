@@ -39,7 +39,7 @@ def rules(statement: str) -> set:
     (f"CREATE TABLE {T} (a FLOAT64, file_month DATE) PARTITION BY file_month CLUSTER BY a", CLUSTERING),
     (f"CREATE TABLE {T} (a STRING, file_month DATE) CLUSTER BY a", PARTITIONING),
     (f"CREATE TABLE {T} (a STRING, file_month STRING) PARTITION BY file_month", PARTITIONING),
-    # This project's MERGE before issue 18: both NOT MATCHED clauses and an ON that is not FALSE.
+    # A MERGE with both NOT MATCHED clauses and an ON that is not FALSE (this project's earlier one).
     (f"MERGE {T} T USING `test-project.zoomcamp.green_tripdata_2020_04` S "
      "ON T.file_month = @file_month AND T.unique_row_id = S.unique_row_id "
      "WHEN NOT MATCHED BY TARGET THEN INSERT (unique_row_id) VALUES (S.unique_row_id) "

@@ -62,9 +62,8 @@ def build_colour_assets(colour: Colour, target: type[Target]) -> list[dg.AssetsD
     @dg.asset(
         key=raw_asset_key(colour), kinds={store_kind}, **common,
         description=f"The month's {colour.name} trip file as its source publishes it (the course's "
-        "release: gzipped CSV up to 2021-07; the TLC: Parquet), validated on the way (CSV: intact "
-        "gzip, exact header, rows; Parquet: PAR1 at both ends, size, footer, a schema the colour "
-        "knows) and kept in the bucket. One object per month.",
+        "release: gzipped CSV up to 2021-07; the TLC: Parquet), validated as it streams "
+        "(docs/loading.md) and kept in the bucket: one object per month.",
     )
     def raw_file(context: dg.AssetExecutionContext, source: SourceResource, target: TargetResource):
         with user_errors(context):

@@ -31,7 +31,7 @@ def build_main_table_check(colour: Colour) -> dg.AssetChecksDefinition:
         # read again after the rows, until it is the same on both sides of them.
         stored = store.stat(file.object_key)
         for _ in range(5):
-            stats = warehouse.month_stats(colour, month, choice.all_file_names(colour, month))
+            stats = warehouse.month_stats(colour, month)
             again = store.stat(file.object_key)
             if (again and again.metadata.get("md5")) == (stored and stored.metadata.get("md5")):
                 break

@@ -47,7 +47,3 @@ class SourceChoice:
     def locate(self, colour: Colour, month: dt.date) -> SourceFile:
         return self.for_month(month).locate(colour, month)
 
-    def all_file_names(self, colour: Colour, month: dt.date) -> tuple[str, ...]:
-        """The month's file name at every source: a month's rows carry one of them, and a load
-        from one source replaces the rows a load from the other left."""
-        return tuple(sorted({s.locate(colour, month).file_name for s in (self.release, self.tlc)}))

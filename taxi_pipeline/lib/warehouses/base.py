@@ -61,7 +61,7 @@ class Warehouse(Protocol):
         one writer lock). Rows of the month's file at another source are replaced too.
         """
 
-    def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
+    def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
         """Counts the month's rows and distinct row ids in the main table."""
 
     def loaded_months(self, colour: Colour) -> dict[dt.date, int]:

@@ -100,7 +100,7 @@ class BigQueryWarehouse:
         inserted, deleted = dml_counts(job, before, staged)
         return MergeResult(self.table_name(colour.main_table), inserted, deleted, staged, table_rows, metadata=costs)
 
-    def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
+    def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
         with self._client() as client:
             jobs = Jobs(client, self.location)
             if self._main_table(client, colour) is None:

@@ -328,10 +328,7 @@ def count_vanished_ids(dataset: str, month_table: str, staged: str) -> str:
     )
 
 
-def month_stats(dataset: str, month_table: str, file_names: int) -> str:
-    """Rows and distinct ids of one month: its month table is the main view's only source of
-    the month's rows, so the other months are not read. Binds the month's file names."""
-    return (
-        "SELECT count(*), count(DISTINCT unique_row_id) "
-        f"FROM {table(dataset, month_table)} WHERE {month_filter(file_names)}"
-    )
+def month_stats(dataset: str, month_table: str) -> str:
+    """Rows and distinct ids of one month: its month table holds the month's rows and nothing else
+    (staged from one file, or split off by `adopt`), so the other months are not read."""
+    return f"SELECT count(*), count(DISTINCT unique_row_id) FROM {table(dataset, month_table)}"

@@ -213,16 +213,14 @@ class DuckDBWarehouse:
         found = con.execute(sql.table_comment(), {"dataset": self.dataset, "name": table}).fetchall()
         return found[0][0] if found else None
 
-    def month_stats(self, colour: Colour, month: dt.date, month_file_names: tuple[str, ...]) -> MonthStats:
+    def month_stats(self, colour: Colour, month: dt.date) -> MonthStats:
         month_table = colour.month_table(month)
         with self.connect() as con:
             self._ensure_layout(con, colour)
             if not self._exists(con, month_table):
                 return MonthStats(0, 0)
             with self._aggregating(con):
-                [(rows, distinct)] = con.execute(
-                    sql.month_stats(self.dataset, month_table, len(month_file_names)), sql.month_params(month_file_names)
-                ).fetchall()
+                [(rows, distinct)] = con.execute(sql.month_stats(self.dataset, month_table)).fetchall()
         return MonthStats(rows, distinct)
 
     def ensure_main_tables(self, colours: Iterable[Colour]) -> None:
