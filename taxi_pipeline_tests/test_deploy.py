@@ -10,6 +10,7 @@ logs are read from the deployment's Postgres; row counts from the BigQuery emula
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
 from pathlib import Path
@@ -115,6 +116,19 @@ def test_the_webserver_answers_on_loopback(deployment):
     container = deployment.compose("ps", "-q", "webserver").split()[-1]  # v1 and v2 name containers differently
     command = deployment.engine.docker("inspect", "-f", "{{json .Config.Cmd}}", container)
     assert '"-h","127.0.0.1"' in command, command
+
+
+def test_the_image_runs_dbt_from_a_venv_of_its_own_and_the_pipeline_finds_it(deployment):
+    """dbt-core with the DuckDB adapter in /opt/dbt (scripts/dbt-setup), outside the pipeline's
+    Python, which does not import it; the pipeline finds it on the PATH and sees that it has no
+    BigQuery adapter, so on the GCP target the code location loads without the analytics group."""
+    container = deployment.compose("ps", "-q", "user_code").split()[-1]
+    script = ("import importlib.util, json; from taxi_pipeline.lib.analytics.project import default_dbt_executable, "
+              "has_adapter; e = default_dbt_executable(); print(json.dumps([e, has_adapter(e, 'duckdb'), "
+              "has_adapter(e, 'bigquery'), importlib.util.find_spec('dbt') is None]))")
+    found = deployment.engine.docker("exec", container, "python", "-c", script)
+    assert json.loads(found) == ["dbt", True, False, True], found
+    assert "duckdb: 1.11.1" in deployment.engine.docker("exec", container, "dbt", "--version")
 
 
 def test_a_ui_backfill_runs_every_month_in_its_own_container_through_the_docker_run_launcher(deployment, bq):
