@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from taxi_pipeline_tests.helpers.operate_targets import gcp_environment
 from taxi_pipeline_tests.helpers.servers import MirrorServer, serve_folder
 from taxi_pipeline_tests.helpers.support import MIRROR, forget_closed_dagster_instances, make_resources
 
@@ -64,6 +65,13 @@ def gcp_emulators(_gcp_stack):
     Sets STORAGE_EMULATOR_HOST for the session (the storage client reads it), and yields the
     environment a `dagster` subprocess needs to reach both (through the proxies)."""
     return _gcp_stack[0]
+
+
+@pytest.fixture
+def gcp_env(gcp_emulators, tmp_path) -> dict[str, str]:
+    """The environment of a `dagster` or CLI subprocess on the GCP target, with a bucket and a
+    dataset of its own."""
+    return gcp_environment(tmp_path, gcp_emulators)
 
 
 @pytest.fixture(scope="session")

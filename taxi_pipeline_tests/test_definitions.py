@@ -11,10 +11,11 @@ import dagster as dg
 import pytest
 
 from taxi_pipeline.definitions import defs
-from taxi_pipeline.defs.resources import SourceResource, build_resources
+from taxi_pipeline.defs.resources import SourceResource, build_resources, build_target
 from taxi_pipeline.defs.sensors import RETRY_S
 from taxi_pipeline.defs.target import LocalTargetResource
 from taxi_pipeline.lib.colours import COLOURS
+from taxi_pipeline.lib.targets import from_environment
 
 ROOT = Path(__file__).parents[1]
 
@@ -81,6 +82,24 @@ def test_resources_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("TAXI_TARGET", "cloud9")
     with pytest.raises(ValueError, match="cloud9"):
         build_resources()
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"TAXI_HOME": "/srv/taxi", "TAXI_DATASET": "prod", "TAXI_DUCKDB_PATH": "/srv/taxi/taxi_rides_ny.duckdb"},
+    {"TAXI_TARGET": "gcp", "GCP_PROJECT_ID": "my-project", "GCP_BUCKET_NAME": "my-bucket"},
+    {"TAXI_TARGET": "gcp", "GCP_PROJECT_ID": "my-project", "GCP_BUCKET_NAME": "my-bucket", "TAXI_DATASET": "nytaxi",
+     "GCP_LOCATION": "EU", "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:9050"},
+])
+def test_the_resource_and_the_cli_make_the_same_target_from_the_same_variables(monkeypatch, env):
+    """The code location's resource (`dg.EnvVar` fields, resolved as a run resolves them) and the
+    operators' commands (`lib.targets.from_environment`) read the environment apart: they must agree."""
+    for name in [n for n in os.environ if n.startswith(("TAXI_", "GCP_", "BIGQUERY_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with build_target(env.get("TAXI_TARGET", "local")).process_config_and_initialize_cm() as resource:
+        assert resource.target == from_environment()
 
 
 def test_the_source_mode_comes_from_the_environment_and_is_checked(monkeypatch):

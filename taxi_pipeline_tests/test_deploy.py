@@ -120,14 +120,15 @@ def test_the_webserver_answers_on_loopback(deployment):
 
 def test_the_image_runs_dbt_from_a_venv_of_its_own_and_the_pipeline_finds_it(deployment):
     """dbt-core with the DuckDB adapter in /opt/dbt (scripts/dbt-setup), outside the pipeline's
-    Python, which does not import it; the pipeline finds it on the PATH and sees that it has no
+    Python, which does not import it; the pipeline finds it (/usr/local/bin/dbt, a link) and sees it has no
     BigQuery adapter, so on the GCP target the code location loads without the analytics group."""
     container = deployment.compose("ps", "-q", "user_code").split()[-1]
-    script = ("import importlib.util, json; from taxi_pipeline.lib.analytics.project import default_dbt_executable, "
-              "has_adapter; e = default_dbt_executable(); print(json.dumps([e, has_adapter(e, 'duckdb'), "
-              "has_adapter(e, 'bigquery'), importlib.util.find_spec('dbt') is None]))")
+    script = ("import importlib.util, json, pathlib, shutil; from taxi_pipeline.lib.analytics.project import "
+              "default_dbt_executable, has_adapter; e = default_dbt_executable(); print(json.dumps(["
+              "str(pathlib.Path(shutil.which(e)).resolve()), has_adapter(e, 'duckdb'), has_adapter(e, 'bigquery'), "
+              "importlib.util.find_spec('dbt') is None]))")
     found = deployment.engine.docker("exec", container, "python", "-c", script)
-    assert json.loads(found) == ["dbt", True, False, True], found
+    assert json.loads(found) == ["/opt/dbt/bin/dbt", True, False, True], found
     assert "duckdb: 1.11.1" in deployment.engine.docker("exec", container, "dbt", "--version")
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from taxi_pipeline_tests.helpers.emulators import free_port
-from taxi_pipeline_tests.test_operate import execute_job
-from taxi_pipeline_tests.test_operate_gcp import gcp_env  # noqa: F401  (a fixture)
+from taxi_pipeline_tests.helpers.operate_targets import execute_job
 
 pytestmark = pytest.mark.gcp
 ROOT = Path(__file__).parents[1]

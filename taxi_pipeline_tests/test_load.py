@@ -18,7 +18,7 @@ from taxi_pipeline.lib.warehouses.duckdb import admin as duckdb_admin
 from taxi_pipeline.lib.warehouses.duckdb import sql as duckdb_sql
 from taxi_pipeline.lib.warehouses.duckdb.admin import check_main_table
 from taxi_pipeline.lib.warehouses.duckdb.warehouse import DuckDBWarehouse
-from taxi_pipeline.lib.warehouses.shape import ForeignTableError
+from taxi_pipeline.lib.warehouses.shape import AdoptError, ForeignTableError
 from taxi_pipeline_tests.helpers.support import (
     MIRROR,
     copy_mirror,
@@ -220,10 +220,20 @@ def test_tables_of_the_earlier_layouts_are_refused_then_adopted_once_keeping_eve
         assert "python -m taxi_pipeline adopt green" in str(foreign.value)
         assert ("  - a table holding every month" in str(foreign.value)) == (layout == "one table for every month, hex ids")
         assert collections.Counter(con.execute(f"SELECT unique_row_id, filename, trip_distance FROM {main}").fetchall()) == digests
+        if layout == "one table for every month, hex ids":
+            # A table named like a month table that holds a month the main table does not: its rows
+            # would be lost, so adopt refuses and changes nothing.
+            con.execute("CREATE TABLE zoomcamp.green_tripdata_2019_05 AS SELECT * FROM zoomcamp.green_tripdata LIMIT 3")
+            with pytest.raises(AdoptError, match="green_tripdata_2019_05 holds 3 rows of a month"):
+                duckdb_admin.adopt(con, "zoomcamp", GREEN)
+            con.execute("DROP TABLE zoomcamp.green_tripdata_2019_05")
+            assert collections.Counter(con.execute(f"SELECT unique_row_id, filename, trip_distance FROM {main}").fetchall()) == digests
         adopted = duckdb_admin.adopt(con, "zoomcamp", GREEN)
         assert duckdb_admin.adopt(con, "zoomcamp", GREEN).changes == ()  # once: now this project's layout
     assert "unique_row_id: VARCHAR -> UHUGEINT (the same MD5, as this project's 16-byte id)" in adopted.changes
-    assert "one table per month (2) under the view zoomcamp.green_tripdata, replacing 2 tables named like month tables" in adopted.changes
+    assert "one table per month (2) under the view zoomcamp.green_tripdata" in adopted.changes
+    assert [c.split(" (")[0] for c in adopted.changes if c.endswith("replaced by the main table's rows of its month")] == [
+        "zoomcamp.green_tripdata_2019_01", "zoomcamp.green_tripdata_2020_04"]
     assert collections.Counter(query(taxi_home, rows)) == before
 
     assert load_month(GREEN, "2019-10-01", resources).success

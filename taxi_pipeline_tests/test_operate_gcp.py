@@ -9,14 +9,9 @@ from __future__ import annotations
 import pytest
 
 from taxi_pipeline_tests.helpers.emulators import PROJECT
-from taxi_pipeline_tests.helpers.operate_targets import execute_job, gcp_environment
+from taxi_pipeline_tests.helpers.operate_targets import execute_job
 
 pytestmark = pytest.mark.gcp
-
-
-@pytest.fixture
-def gcp_env(gcp_emulators, tmp_path):
-    return gcp_environment(tmp_path, gcp_emulators)
 
 
 def test_each_bigquery_step_shows_what_its_jobs_cost(bq_proxy, gcp_env, tmp_path):

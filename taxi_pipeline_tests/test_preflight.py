@@ -13,9 +13,8 @@ from google.cloud import storage
 from taxi_pipeline.lib.preflight import verdicts
 from taxi_pipeline.lib.preflight.estimate import estimate
 from taxi_pipeline_tests.helpers.emulators import PROJECT
+from taxi_pipeline_tests.helpers.operate_targets import cli, execute_job
 from taxi_pipeline_tests.test_analytics_bigquery import DBT_BIGQUERY
-from taxi_pipeline_tests.test_operate import cli, execute_job
-from taxi_pipeline_tests.test_operate_gcp import gcp_env  # noqa: F401  (a fixture)
 
 
 @pytest.mark.gcp

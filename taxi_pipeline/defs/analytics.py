@@ -149,8 +149,8 @@ def _first_error(invocation) -> str:
 
 class _DbtCommand(DbtCliResource):
     """dbt as a command only. dagster-dbt also opens dbt's adapter inside this process, for metadata
-    this project does not ask for (row counts, column schemas); dbt is not installed here (it lives
-    in a venv of its own, scripts/dbt-setup), so that would fail and log a traceback at every build."""
+    this project does not ask for (row counts, column schemas); dbt runs from a venv of its own
+    (scripts/dbt-setup), not this process's, so that would fail and log a traceback at every build."""
 
     def _initialize_dbt_core_adapter(self, args):
         return None

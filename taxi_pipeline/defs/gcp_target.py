@@ -17,7 +17,7 @@ class GcpTargetResource(TargetResource):
     Credentials or GOOGLE_APPLICATION_CREDENTIALS; the emulators are reached through
     STORAGE_EMULATOR_HOST and `bigquery_endpoint` (BIGQUERY_EMULATOR_HOST)."""
 
-    kind: ClassVar[type[Target]] = GcpTarget
+    target_class: ClassVar[type[Target]] = GcpTarget
 
     project: str
     bucket: str

@@ -23,12 +23,12 @@ from taxi_pipeline.lib.warehouses.base import Warehouse
 class TargetResource(dg.ConfigurableResource):
     """A target's settings, and the target they make; the assets use only `store` and `warehouse`."""
 
-    kind: ClassVar[type[Target]]  # the target's class: its kinds and pools, known before any run
+    target_class: ClassVar[type[Target]]  # its kinds in the UI and its pools, known before any run
     _target: Target | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Before any step writes: the embedded target cannot run where each run gets its own host.
-        check_single_host_target(context.instance, self.kind.warehouse_kind)
+        check_single_host_target(context.instance, self.target_class.warehouse_kind)
         self._target = self.build()
 
     def build(self) -> Target:
@@ -48,9 +48,10 @@ class TargetResource(dg.ConfigurableResource):
 
 
 class LocalTargetResource(TargetResource):
-    """The embedded default: `$TAXI_HOME/bucket` as the bucket, `$TAXI_HOME/warehouse.duckdb`."""
+    """The embedded default: `$TAXI_HOME/bucket` as the bucket, and `TAXI_DUCKDB_PATH` (default
+    `$TAXI_HOME/warehouse.duckdb`) as the warehouse."""
 
-    kind: ClassVar[type[Target]] = LocalTarget
+    target_class: ClassVar[type[Target]] = LocalTarget
 
     home: str = ".taxi"
     duckdb_path: str = ""  # default: $TAXI_HOME/warehouse.duckdb

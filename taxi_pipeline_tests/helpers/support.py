@@ -52,7 +52,7 @@ def forget_closed_dagster_instances() -> None:
 def load_month(colour: Colour, partition_key: str, resources: dict, **kwargs) -> dg.ExecuteInProcessResult:
     """Materializes the colour's three assets and its check for one month, in process."""
     assets = [
-        *build_colour_assets(colour, resources["target"].kind), build_main_table_check(colour), build_schema_drift_check(colour),
+        *build_colour_assets(colour, resources["target"].target_class), build_main_table_check(colour), build_schema_drift_check(colour),
     ]
     for attempt in (1, 2):
         forget_closed_dagster_instances()

@@ -1,6 +1,6 @@
 """What the operators' commands see of a target (`Admin`): its tables and objects, and the errors
 of the commands. Implemented by `admin.local` (DuckDB + a folder) and `admin.gcp` (BigQuery +
-GCS); each target resource builds its own (`TargetResource.admin`)."""
+GCS); each target makes its own (`Target.admin`, `lib.targets`)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,6 @@ from pathlib import Path
 from taxi_pipeline.lib.targets.base import Target
 from taxi_pipeline.lib.targets.local import LocalTarget
 
-TARGET_NAMES = ("local", "gcp")
-
 
 class TargetConfigError(ValueError):
     """The environment does not say which target, or not all that it needs."""

@@ -2,8 +2,8 @@
 
 A table of another shape, typically the one the course's Kestra flow made (`unique_row_id BYTES`,
 partitioned by pickup date, no `file_month`), must never be written to: a merge would fail half-way
-or, worse, mix two kinds of ids. The warehouses call `check_main_table` before any write; the CLI's
-`adopt` converts such a table. Columns the TLC added later (`in_csv=False`) may be missing from a
+or, worse, mix two kinds of ids. The warehouses refuse such a table before any write (`require_ours`);
+the CLI's `adopt` converts it. Columns the TLC added later (`in_csv=False`) may be missing from a
 table that is otherwise ours: the warehouse adds them in place, so they are "to add", not foreign.
 """
 
@@ -63,8 +63,8 @@ def expected_columns(
     return columns
 
 
-def compare(table: str, colour: Colour, live: Shape, expected: Shape, *, layout: bool) -> ShapeReport:
-    """The differences of `live` from `expected`; `layout` also compares partitioning and clustering."""
+def compare(table: str, colour: Colour, live: Shape, expected: Shape, *, partitioning: bool) -> ShapeReport:
+    """The differences of `live` from `expected`; `partitioning` also compares partitioning and clustering."""
     optional = {c.name.lower(): c for c in colour.columns if not c.in_csv}
     live_columns = {name.lower(): (name, kind) for name, kind in live.columns.items()}
     differences, to_add = [], []
@@ -81,7 +81,7 @@ def compare(table: str, colour: Colour, live: Shape, expected: Shape, *, layout:
         f"column {name} {kind} is not one of this project's"
         for key, (name, kind) in live_columns.items() if key not in expected_names
     ]
-    if layout:
+    if partitioning:
         differences += _layout_differences(live, expected)
     return ShapeReport(table, live, tuple(differences), tuple(to_add))
 
@@ -108,7 +108,7 @@ def foreign_table_message(colour: Colour, report: ShapeReport) -> str:
         lines.append("It looks like this project's earlier layout, whose ids were 32 hex characters.")
     lines += [
         "Two ways out:",
-        (f"  1. keep its rows: `{ADOPT_COMMAND.format(colour=colour.name)}` converts it in place to "
+        (f"  1. keep its rows: `{ADOPT_COMMAND.format(colour=colour.name)}` converts it to "
          "this project's layout; the next load of each month then replaces that month's rows "
          "with this project's;"),
         ("  2. or leave it as it is: set TAXI_DATASET to another dataset, where the pipeline "

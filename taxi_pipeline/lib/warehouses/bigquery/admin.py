@@ -113,7 +113,7 @@ def table_report(ds: Dataset, colour: Colour, table: str) -> ShapeReport | None:
         live = live_shape(ds.client.get_table(ds.table_id(table)))
     except google_errors.NotFound:
         return None
-    return compare(ds.table_id(table), colour, live, expected_shape(colour), layout=True)
+    return compare(ds.table_id(table), colour, live, expected_shape(colour), partitioning=True)
 
 
 def table_size(ds: Dataset, table: str) -> tuple[int, int]:

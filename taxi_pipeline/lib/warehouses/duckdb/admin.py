@@ -70,7 +70,7 @@ def main_table_report(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colo
         return None
     shown = f"{dataset}.{colour.main_table}"
     report = compare(shown, colour, Shape({name: kind for name, kind, _ in rows}), expected_shape(colour),
-                     layout=False)
+                     partitioning=False)
     if rows[0][2] != "VIEW":
         return replace(report, differences=(*report.differences, ONE_TABLE))
     return report
@@ -179,8 +179,9 @@ def _open_snapshot(path: Path, folder: Path, attempts: int = 3) -> duckdb.DuckDB
 
 def adopt(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> AdoptResult:
     """Converts the colour's main table to this project's layout, keeping every row, in one
-    transaction (a failure anywhere leaves the table as it was): its rows converted to this
-    project's columns, then one table per month under a view of the main table's name."""
+    transaction (a failure anywhere leaves everything as it was): one table per month, its rows
+    converted to this project's columns, under a view of the main table's name. Each month's
+    rows are read once, straight into its month table."""
     report = main_table_report(con, dataset, colour)
     if report is None:
         raise AdoptError(f"there is no table {dataset}.{colour.main_table}: nothing to adopt")
@@ -190,13 +191,10 @@ def adopt(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> Adopt
     _refuse_rows_without_id_or_filename(con, dataset, colour.main_table, report.table)
     before = _rows_per_file(con, dataset, colour.main_table)
     by_month = _files_by_month(before, report.table)
-    adopting = colour.main_table + ADOPTING_SUFFIX
+    replaced = _month_named_tables(con, dataset, colour, by_month, report.table)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(f"DROP TABLE IF EXISTS {table(dataset, adopting)}")
-        con.execute(create_table(dataset, colour, adopting))
-        con.execute(insert_converted(dataset, colour.main_table, adopting, conversions))
-        replaced = _split_into_months(con, dataset, colour, adopting, by_month)
+        _rebuild_as_month_tables(con, dataset, colour, conversions, by_month, list(replaced))
         after = _rows_per_file(con, dataset, colour.main_table)
         if after != before:
             raise AdoptError(f"{report.table}: the converted rows per file {after} differ from {before}")
@@ -205,8 +203,9 @@ def adopt(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour) -> Adopt
         con.execute("ROLLBACK")
         raise
     changes = [c.describe() for c in conversions]
-    changes.append(f"one table per month ({len(by_month)}) under the view {report.table}"
-                   + (f", replacing {replaced} tables named like month tables" if replaced else ""))
+    changes.append(f"one table per month ({len(by_month)}) under the view {report.table}")
+    changes += [f"{dataset}.{name} ({rows:,} rows) replaced by the main table's rows of its month"
+                for name, rows in replaced.items()]
     return AdoptResult(report.table, after, tuple(filter(None, changes)))
 
 
@@ -214,28 +213,49 @@ def _files_by_month(files: tuple[tuple[str, int], ...], shown: str) -> dict[dt.d
     by_month: dict[dt.date, list[str]] = {}
     for file_name, _ in files:
         found = _FILE_MONTH.search(file_name)
-        if found is None:
+        try:
+            month = dt.date.fromisoformat(f"{found[1]}-01") if found else None
+        except ValueError:
+            month = None
+        if month is None:
             raise AdoptError(f"{shown}: cannot tell the month of filename {file_name!r} (expected "
                              "<colour>_tripdata_YYYY-MM.csv or .parquet); fix those rows, then adopt again")
-        by_month.setdefault(dt.date.fromisoformat(f"{found[1]}-01"), []).append(file_name)
+        by_month.setdefault(month, []).append(file_name)
     return {month: tuple(names) for month, names in sorted(by_month.items())}
 
 
-def _split_into_months(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour, adopting: str,
-                       by_month: dict[dt.date, tuple[str, ...]]) -> int:
-    """`adopting`'s rows as month tables, and the main table a view over them. Tables already named
-    like month tables are replaced: the staging copies the converted table's tool kept (the
-    course's Kestra flow, this project's earlier layout), or the month tables of a view whose rows
-    were just converted. Returns how many were replaced."""
+def _month_named_tables(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour,
+                        by_month: dict[dt.date, tuple[str, ...]], shown: str) -> dict[str, int]:
+    """The tables named like month tables, with their rows: the staging copies the converted
+    table's tool kept (the course's Kestra flow, this project's earlier layout), or the month
+    tables of a view whose rows are converted. Adopt replaces them with the main table's rows; one
+    that holds a month the main table does not have is refused, as its rows would be lost."""
     params = {"dataset": dataset, "pattern": f"{colour.month_table_pattern}(__next)?"}
-    earlier = [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
-    _drop(con, dataset, [colour.main_table, *earlier])
+    names = [name for (name,) in con.execute(sql.month_tables(), params).fetchall()]
+    found = {name: count_rows(con, dataset, name) for name in names}
+    kept = {colour.month_table(month) for month in by_month}
+    alone = [name for name, rows in found.items() if rows and not name.endswith("__next") and name not in kept]
+    if alone:
+        raise AdoptError(f"{dataset}.{alone[0]} holds {found[alone[0]]:,} rows of a month {shown} does not have "
+                         "(adopt would replace it): load that month or drop the table, then adopt again")
+    return found
+
+
+def _rebuild_as_month_tables(con: duckdb.DuckDBPyConnection, dataset: str, colour: Colour,
+                             conversions: list[Conversion], by_month: dict[dt.date, tuple[str, ...]],
+                             replaced: list[str]) -> None:
+    """Each month's converted rows into a table of its own, built beside the old ones (the main
+    table may be a view over them), which then take their place under the main view."""
+    select = ", ".join(f"{_converted(c)} AS {q(c.column)}" for c in conversions)
     for month, names in by_month.items():
-        con.execute(sql.split_off_month(dataset, adopting, colour.month_table(month), len(names)),
-                    sql.month_params(names))
-    con.execute(sql.drop_table(dataset, adopting))
+        building = colour.month_table(month) + ADOPTING_SUFFIX
+        con.execute(f"DROP TABLE IF EXISTS {table(dataset, building)}")
+        con.execute(f"CREATE TABLE {table(dataset, building)} AS SELECT {select} FROM "
+                    f"{table(dataset, colour.main_table)} WHERE {sql.month_filter(len(names))}", sql.month_params(names))
+    _drop(con, dataset, [colour.main_table, *replaced])
+    for month in by_month:
+        con.execute(sql.rename_table(dataset, colour.month_table(month) + ADOPTING_SUFFIX, colour.month_table(month)))
     con.execute(sql.create_main_view(dataset, colour, [colour.month_table(month) for month in by_month]))
-    return len(earlier)
 
 
 def create_table(dataset: str, colour: Colour, name: str) -> str:
@@ -244,12 +264,6 @@ def create_table(dataset: str, colour: Colour, name: str) -> str:
     required = {"unique_row_id", "filename"}
     spec = ", ".join(f"{q(n)} {kind}{' NOT NULL' if n in required else ''}" for n, kind in columns.items())
     return f"CREATE TABLE {table(dataset, name)} ({spec})"
-
-
-def insert_converted(dataset: str, source: str, target: str, conversions: list[Conversion]) -> str:
-    values = ", ".join(_converted(c) for c in conversions)
-    names = ", ".join(q(c.column) for c in conversions)
-    return f"INSERT INTO {table(dataset, target)} ({names}) SELECT {values} FROM {table(dataset, source)}"
 
 
 def _converted(c: Conversion) -> str:

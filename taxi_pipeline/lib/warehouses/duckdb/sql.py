@@ -72,17 +72,6 @@ def relation_type() -> str:
     )
 
 
-def split_off_month(dataset: str, source: str, name: str, file_names: int) -> str:
-    """One month of a table that holds every month (what `adopt` converts), as its own month
-    table. Binds the month's file names."""
-    return f"CREATE TABLE {table(dataset, name)} AS SELECT * FROM {table(dataset, source)} WHERE {month_filter(file_names)}"
-
-
-def file_names(dataset: str, name: str) -> str:
-    """The files whose rows a table holds."""
-    return f"SELECT DISTINCT filename FROM {table(dataset, name)} ORDER BY 1"
-
-
 def read_raw_csv(colour: Colour) -> str:
     """The file as text: every field VARCHAR, strict about field counts. Binds $path."""
     columns = ", ".join(f"'{validate_identifier('column', c.name)}': 'VARCHAR'" for c in colour.csv_columns)
