@@ -46,7 +46,8 @@ def readme_blocks(section: str) -> list[list[str]]:
 
 def _repository_copy(dest: Path) -> Path:
     """The files git tracks (and the work tree's changes), as a fresh clone would have them, with
-    the project's venv: the README's commands run from the repository's root."""
+    the venvs the quick start makes (the project's, and dbt's: `scripts/setup`): the README's
+    commands run from the repository's root."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
                            capture_output=True, text=True).stdout.split()
     for name in files:
@@ -54,6 +55,7 @@ def _repository_copy(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, dest / name)
     (dest / ".venv").symlink_to(VENV)
+    (dest / ".venv-dbt").symlink_to(ROOT / ".venv-dbt")
     return dest
 
 
